@@ -1,0 +1,93 @@
+"""Ed25519 identity keys: generation, PEM round trip and OpenSSH-style fingerprints.
+
+Keys are generated only by the library (CVE-2013-2228 is what home-made key generation
+costs). Serialisation returns bytes; where they are stored is the caller's business.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+from protocol.errors import BadRequest
+
+PUBLIC_KEY_SIZE = 32
+SIGNATURE_SIZE = 64
+
+
+def generate() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+def private_to_pem(key: Ed25519PrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def private_from_pem(data: bytes) -> Ed25519PrivateKey:
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise BadRequest(
+            f"The identity key is not a readable unencrypted PEM key ({exc})."
+        ) from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise BadRequest("The identity key is not an Ed25519 key; generate a new one.")
+    return key
+
+
+def public_raw(key: Ed25519PublicKey | Ed25519PrivateKey) -> bytes:
+    if isinstance(key, Ed25519PrivateKey):
+        key = key.public_key()
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def public_from_raw(raw: bytes) -> Ed25519PublicKey:
+    if len(raw) != PUBLIC_KEY_SIZE:
+        raise BadRequest(f"An Ed25519 public key has {PUBLIC_KEY_SIZE} bytes, not {len(raw)}.")
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def public_to_pem(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def public_from_pem(data: bytes) -> Ed25519PublicKey:
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, TypeError) as exc:
+        raise BadRequest(f"The public key is not readable PEM ({exc}).") from exc
+    if not isinstance(key, Ed25519PublicKey):
+        raise BadRequest("The public key is not an Ed25519 key.")
+    return key
+
+
+def fingerprint(key: Ed25519PublicKey | Ed25519PrivateKey | bytes) -> str:
+    """``SHA256:<base64 without padding>`` over the raw public key, as OpenSSH prints."""
+    raw = key if isinstance(key, bytes) else public_raw(key)
+    digest = hashlib.sha256(raw).digest()
+    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
+
+
+def sign(key: Ed25519PrivateKey, data: bytes) -> bytes:
+    return key.sign(data)
+
+
+def verify(key: Ed25519PublicKey, signature: bytes, data: bytes) -> bool:
+    try:
+        key.verify(signature, data)
+    except InvalidSignature:
+        return False
+    return True

@@ -1,0 +1,167 @@
+"""The receive pipeline: from two frames and the current time to a trusted Message.
+
+The checks run in the order of DESIGN §4, cheapest first, so that bad input costs
+bounded work and nothing unauthenticated reaches a handler:
+
+ 1. frame count and sizes          (before decoding anything)
+ 2. bounded msgpack decoding       (codec.decode) and the envelope's shape
+ 3. version floor                  VersionRefused
+ 4. type allow-list for this role  BadRequest, before the signature is looked at
+ 5. recipient is us                Unauthorized
+ 6. timestamp within the window    Expired
+ 7. id not seen in the window      Replayed
+ 8. signature by the key held for ``from`` (or, for a self-certified type, the key in
+    the body whose fingerprint is ``from``)            Unauthorized
+ 9. body schema                    BadRequest
+
+The id is recorded as seen only once the signature verifies: recording it earlier would
+let anyone who sees a message go by burn its id with a forged copy and have the real one
+refused as a replay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from protocol import catalogue, codec, identity
+from protocol.codec import DEFAULT_LIMITS, DecodeLimits, Value
+from protocol.envelope import HEADER_FIELDS, ID_SIZE, Message, signed_bytes
+from protocol.errors import BadRequest, Expired, Unauthorized, VersionRefused
+from protocol.replay import SeenIds
+
+KeyLookup = Callable[[str], Ed25519PublicKey | None]
+
+DEFAULT_WINDOW_MS = 300_000
+FRAME_COUNT = 2
+
+
+@dataclass
+class Receiver:
+    """One receiving end. ``keys`` answers which public key we trust for a fingerprint."""
+
+    role: catalogue.Role
+    own_fingerprint: str
+    keys: KeyLookup
+    window_ms: int = DEFAULT_WINDOW_MS
+    limits: DecodeLimits = DEFAULT_LIMITS
+    min_version: int = catalogue.MIN_PROTOCOL_VERSION
+    seen: SeenIds = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.seen = SeenIds(self.window_ms)
+        self._accepted = catalogue.accepted_by(self.role)
+
+    def receive(self, frames: Sequence[bytes], now_ms: int) -> Message:
+        payload, signature = self._split(frames)
+        header = self._decode_header(payload)
+        msg_type = self._check_version_and_type(header)
+        if header["to"] != self.own_fingerprint:
+            raise Unauthorized("This message is addressed to another key; it is not for us.")
+        ts = header["ts"]
+        assert isinstance(ts, int)
+        if abs(now_ms - ts) > self.window_ms:
+            raise Expired(
+                f"The message is stamped {abs(now_ms - ts) // 1000} s away from our clock; "
+                f"the window is ±{self.window_ms // 1000} s. Check both hosts' clocks (NTP)."
+            )
+        msg_id = header["id"]
+        assert isinstance(msg_id, bytes)
+        self.seen.check(msg_id, ts, now_ms)
+        sender = header["from"]
+        assert isinstance(sender, str)
+        key = self._signer_key(msg_type, sender, header["body"])
+        if not identity.verify(key, signature, signed_bytes(payload)):
+            raise Unauthorized("The signature does not verify with the sender's key.")
+        self.seen.record(msg_id, ts, now_ms)
+        body = msg_type.schema.check(header["body"])
+        re = header["re"]
+        return Message(
+            version=int(header["v"]),  # type: ignore[arg-type]
+            type=msg_type.name,
+            id=msg_id,
+            re=re if isinstance(re, bytes) else None,
+            ts=ts,
+            sender=sender,
+            recipient=self.own_fingerprint,
+            body=body,
+        )
+
+    def _split(self, frames: Sequence[bytes]) -> tuple[bytes, bytes]:
+        if len(frames) != FRAME_COUNT:
+            raise BadRequest(f"A message is {FRAME_COUNT} frames (payload, signature).")
+        payload, signature = frames
+        if len(payload) > self.limits.max_message:
+            raise BadRequest(
+                f"The message is {len(payload)} bytes; the limit is {self.limits.max_message}."
+            )
+        if len(signature) != identity.SIGNATURE_SIZE:
+            raise BadRequest(f"The signature frame must be {identity.SIGNATURE_SIZE} bytes.")
+        return bytes(payload), bytes(signature)
+
+    def _decode_header(self, payload: bytes) -> dict[str, Value]:
+        envelope = codec.decode(payload, self.limits)
+        if not isinstance(envelope, dict) or set(envelope) != set(HEADER_FIELDS):
+            raise BadRequest(f"The envelope must be a map of exactly {', '.join(HEADER_FIELDS)}.")
+        expected: dict[str, tuple[type, ...]] = {
+            "v": (int,),
+            "type": (str,),
+            "id": (bytes,),
+            "re": (bytes, type(None)),
+            "ts": (int,),
+            "from": (str,),
+            "to": (str,),
+            "body": (dict,),
+        }
+        for name, kinds in expected.items():
+            value = envelope[name]
+            if isinstance(value, bool) or not isinstance(value, kinds):
+                raise BadRequest(f"Envelope field {name!r} has the wrong type.")
+        for name in ("id", "re"):
+            value = envelope[name]
+            if value is not None and len(value) != ID_SIZE:  # type: ignore[arg-type]
+                raise BadRequest(f"Envelope field {name!r} must be {ID_SIZE} bytes.")
+        return envelope
+
+    def _check_version_and_type(self, header: dict[str, Value]) -> catalogue.MessageType:
+        version = header["v"]
+        assert isinstance(version, int)
+        if version < self.min_version:
+            raise VersionRefused(
+                f"Protocol v{version} is below this receiver's minimum v{self.min_version}; "
+                "upgrade the sending agent."
+            )
+        if version > catalogue.PROTOCOL_VERSION:
+            raise VersionRefused(
+                f"Protocol v{version} is newer than this receiver's v{catalogue.PROTOCOL_VERSION}; "
+                "upgrade this agent."
+            )
+        name = header["type"]
+        assert isinstance(name, str)
+        msg_type = self._accepted.get(name)
+        if msg_type is None:
+            raise BadRequest(
+                f"A {self.role.value} agent does not accept messages of type {name!r}."
+            )
+        if msg_type.reply and header["re"] is None:
+            raise BadRequest(f"A {name} must name the request it answers in 're'.")
+        return msg_type
+
+    def _signer_key(
+        self, msg_type: catalogue.MessageType, sender: str, body: Value
+    ) -> Ed25519PublicKey:
+        if not msg_type.self_certified:
+            held = self.keys(sender)
+            if held is None:
+                raise Unauthorized(
+                    f"No key is held for {sender}; a {msg_type.name} needs an enrolled sender."
+                )
+            return held
+        raw = body.get("identity_key") if isinstance(body, dict) else None
+        if not isinstance(raw, bytes) or len(raw) != identity.PUBLIC_KEY_SIZE:
+            raise BadRequest("An enrollment request must carry a 32-byte identity key.")
+        if identity.fingerprint(raw) != sender:
+            raise Unauthorized("The identity key in the body does not match the sender's 'from'.")
+        return identity.public_from_raw(raw)

@@ -1,0 +1,50 @@
+"""Logging setup: JSON lines for daemons under systemd, readable lines on a terminal.
+
+Every security decision is logged once, through ``decision()``, with who and why, so the
+audit trail and the log say the same thing.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+
+FORMATS = ("json", "console")
+
+
+def default_format() -> str:
+    """JSON when nobody is watching (systemd's journal), readable lines on a terminal."""
+    return "console" if sys.stderr.isatty() else "json"
+
+
+def configure(fmt: str | None = None, level: int = logging.INFO) -> None:
+    fmt = fmt or default_format()
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=False)
+        if fmt == "console"
+        else structlog.processors.JSONRenderer(sort_keys=True)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+def get(name: str) -> Any:
+    return structlog.get_logger(name)
+
+
+def decision(log: Any, verdict: str, *, who: str, why: str, **fields: Any) -> None:
+    """Log one security decision (accept, reject, refuse, revoke) with who and why."""
+    log.warning("security_decision", decision=verdict, who=who, why=why, **fields)
