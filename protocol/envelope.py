@@ -32,6 +32,31 @@ class Message:
     recipient: str
     body: dict[str, Value]
 
+    # Typed reads of body fields: the schema has already checked each one's type.
+    def text(self, name: str) -> str:
+        value = self.body[name]
+        assert isinstance(value, str)
+        return value
+
+    def number(self, name: str) -> int:
+        value = self.body[name]
+        assert isinstance(value, int)
+        return value
+
+    def flag(self, name: str) -> bool:
+        value = self.body[name]
+        assert isinstance(value, bool)
+        return value
+
+    def blob(self, name: str) -> bytes:
+        value = self.body[name]
+        assert isinstance(value, bytes)
+        return value
+
+    def optional_text(self, name: str) -> str | None:
+        value = self.body.get(name)
+        return value if isinstance(value, str) else None
+
     def answers(self, request_id: bytes) -> bool:
         return self.re is not None and secrets.compare_digest(self.re, request_id)
 

@@ -29,6 +29,13 @@ class ProtocolError(Exception):
     def __init__(self, sentence: str) -> None:
         super().__init__(sentence)
         self.sentence = sentence
+        # Set by the receive pipeline once the envelope decoded, so a refusal can be
+        # answered (and logged) with who sent it and which message it was.
+        self.sender: str | None = None
+        self.msg_id: bytes | None = None
+        # True when the refusal came after the signature verified: only then is the
+        # sender known for sure, and worth an answer.
+        self.authenticated = False
 
     def __str__(self) -> str:
         return f"{self.code.value}: {self.sentence}"
@@ -68,6 +75,10 @@ class RateLimited(ProtocolError):
 
 class InternalError(ProtocolError):
     code = ErrorCode.INTERNAL
+
+
+class WrongRecipient(Unauthorized):
+    """Addressed to another key: the sender's pin of us is stale or wrong, so it is told."""
 
 
 class TransitionError(BadRequest):

@@ -21,6 +21,16 @@ from protocol.errors import BadRequest
 PUBLIC_KEY_SIZE = 32
 SIGNATURE_SIZE = 64
 
+# The eight points of small order (the curve's 8-torsion) have these y coordinates. A public
+# key that is one of them proves nothing: OpenSSL's verification accepts signatures made for
+# it without any private key, for every message or for one in eight. Such keys are refused
+# whatever their encoding (sign bit, or y written as y + p). Values as in libsodium.
+_P = 2**255 - 19
+_Y_ORDER_8 = int.from_bytes(
+    bytes.fromhex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"), "little"
+)
+_SMALL_ORDER_Y = frozenset({0, 1, _P - 1, _Y_ORDER_8, _P - _Y_ORDER_8})
+
 
 def generate() -> Ed25519PrivateKey:
     return Ed25519PrivateKey.generate()
@@ -55,7 +65,15 @@ def public_raw(key: Ed25519PublicKey | Ed25519PrivateKey) -> bytes:
 def public_from_raw(raw: bytes) -> Ed25519PublicKey:
     if len(raw) != PUBLIC_KEY_SIZE:
         raise BadRequest(f"An Ed25519 public key has {PUBLIC_KEY_SIZE} bytes, not {len(raw)}.")
+    if has_small_order(raw):
+        raise BadRequest("The public key is a point of small order; it proves no key possession.")
     return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def has_small_order(raw: bytes) -> bool:
+    """True for any encoding of a small-order point, a key anyone can forge signatures for."""
+    y = int.from_bytes(raw, "little") & ((1 << 255) - 1)
+    return y % _P in _SMALL_ORDER_Y
 
 
 def public_to_pem(key: Ed25519PublicKey) -> bytes:

@@ -29,7 +29,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from protocol import catalogue, codec, identity
 from protocol.codec import DEFAULT_LIMITS, DecodeLimits, Value
 from protocol.envelope import HEADER_FIELDS, ID_SIZE, Message, signed_bytes
-from protocol.errors import BadRequest, Expired, Unauthorized, VersionRefused
+from protocol.errors import (
+    BadRequest,
+    Expired,
+    ProtocolError,
+    Unauthorized,
+    VersionRefused,
+    WrongRecipient,
+)
 from protocol.replay import SeenIds
 
 KeyLookup = Callable[[str], Ed25519PublicKey | None]
@@ -57,9 +64,23 @@ class Receiver:
     def receive(self, frames: Sequence[bytes], now_ms: int) -> Message:
         payload, signature = self._split(frames)
         header = self._decode_header(payload)
+        try:
+            return self._receive(header, payload, signature, now_ms)
+        except ProtocolError as exc:
+            exc.sender = str(header["from"])
+            exc.msg_id = header["id"]  # type: ignore[assignment]
+            raise
+
+    def _receive(
+        self, header: dict[str, Value], payload: bytes, signature: bytes, now_ms: int
+    ) -> Message:
         msg_type = self._check_version_and_type(header)
-        if header["to"] != self.own_fingerprint:
-            raise Unauthorized("This message is addressed to another key; it is not for us.")
+        recipient = str(header["to"])
+        if recipient != self.own_fingerprint:
+            raise WrongRecipient(
+                f"This message is addressed to {recipient[:80]}, not to this agent "
+                f"({self.own_fingerprint}); check the pinned key."
+            )
         ts = header["ts"]
         assert isinstance(ts, int)
         if abs(now_ms - ts) > self.window_ms:
@@ -76,7 +97,11 @@ class Receiver:
         if not identity.verify(key, signature, signed_bytes(payload)):
             raise Unauthorized("The signature does not verify with the sender's key.")
         self.seen.record(msg_id, ts, now_ms)
-        body = msg_type.schema.check(header["body"])
+        try:
+            body = msg_type.schema.check(header["body"])
+        except ProtocolError as exc:
+            exc.authenticated = True
+            raise
         re = header["re"]
         return Message(
             version=int(header["v"]),  # type: ignore[arg-type]

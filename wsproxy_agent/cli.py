@@ -1,17 +1,55 @@
 """The ``wsproxy-agent`` command line.
 
-Only click is imported at start-up; each subcommand imports what it needs when it runs,
-so ``status`` and ``--help`` stay fast.
+Only click is imported at start-up. The engine's and the proxy's commands live with
+their agents and are loaded by name when invoked, so ``status`` and ``--help`` stay fast
+and this package imports neither agent (arrows point down, DESIGN §3).
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 import click
 
 from wsproxy_agent import __version__
+from wsproxy_agent.clitools import friendly_errors, root_of
+
+SUBCOMMANDS = {
+    "engine": ("engine_agent.cli", "engine", "Set up and run the engine agent (engine host)."),
+    "token": ("engine_agent.cli", "token", "Create, list and revoke join tokens (engine host)."),
+    "keys": (
+        "engine_agent.cli",
+        "keys",
+        "List, accept, reject and delete proxy keys (engine host).",
+    ),
+    "proxy": ("proxy_agent.cli", "proxy", "Join an engine and run the proxy agent (proxy host)."),
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*SUBCOMMANDS, *super().list_commands(ctx)])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in SUBCOMMANDS:
+            module, attr, _ = SUBCOMMANDS[cmd_name]
+            command: click.Command = getattr(importlib.import_module(module), attr)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, help_text) for name, (_, _, help_text) in SUBCOMMANDS.items()]
+        rows += [
+            (name, cmd.get_short_help_str(60))
+            for name in super().list_commands(ctx)
+            if (cmd := super().get_command(ctx, name)) is not None
+        ]
+        with formatter.section("Commands"):
+            formatter.write_dl(sorted(rows))
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="wsproxy-agent")
 @click.option(
     "--root",
@@ -31,8 +69,40 @@ from wsproxy_agent import __version__
 def main(ctx: click.Context, root: str, log_format: str | None) -> None:
     """Enroll an oVirt websocket proxy host with the engine, without root SSH.
 
-    Run the engine agent on the engine host and the proxy agent on the proxy host; they
-    exchange signed messages over ZeroMQ to sign the proxy's certificate, install it and
-    switch the engine over.
+    On the engine host: 'engine init', run the daemon, 'token create'. On the proxy host:
+    'proxy join JOIN_STRING'. On either: 'status'. Each command has its own --help.
     """
     ctx.obj = {"root": root, "log_format": log_format}
+
+
+@main.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@friendly_errors
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Show this host's agent: enrolled proxies on the engine, or the proxy's certificate.
+
+    Exit code 0 when all is healthy, 1 when something needs attention (said why).
+    """
+    import json
+
+    from wsproxy_agent import status_report
+    from wsproxy_agent.paths import HostPaths
+
+    paths = HostPaths.under(root_of(ctx))
+    reports: list[dict[str, Any]] = []
+    if paths.engine_toml.exists():
+        reports.append(importlib.import_module("engine_agent.status").report(paths))
+    if paths.proxy_toml.exists():
+        reports.append(importlib.import_module("proxy_agent.status").report(paths))
+    if not reports:
+        reports.append(status_report.not_set_up(paths))
+    if as_json:
+        click.echo(
+            json.dumps(reports if len(reports) > 1 else reports[0], indent=2, sort_keys=True)
+        )
+    else:
+        for report in reports:
+            click.echo(status_report.render(report))
+    problems = [p for r in reports for p in r["problems"]]
+    ctx.exit(1 if problems else 0)

@@ -1,0 +1,52 @@
+"""Switching the engine to a proxy: ``engine-config`` and the engine restart.
+
+Both are external commands run through ``wsproxy_agent.commands``; their argument lists
+come from engine.toml so a site can wrap them, and tests point them at recorders.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from wsproxy_agent import commands
+
+KEY = "WebSocketProxy"
+_VALUE = re.compile(rf"^{KEY}:\s*(?P<value>\S*)(?:\s+version:\s*\S+)?\s*$", re.MULTILINE)
+
+
+class ActivationFailed(Exception):
+    def __init__(self, sentence: str) -> None:
+        super().__init__(sentence)
+        self.sentence = sentence
+
+
+@dataclass(frozen=True)
+class EngineSwitch:
+    config_command: Sequence[str]
+    restart_command: Sequence[str]
+    restart: bool
+    timeout: float
+
+    def current(self) -> str:
+        """Read ``WebSocketProxy`` the way engine-config prints it: 'KEY: VALUE version: general'."""
+        result = self._run([*self.config_command, "-g", KEY])
+        match = _VALUE.search(result.stdout)
+        if match is None:
+            raise ActivationFailed(
+                f"'{' '.join(self.config_command)} -g {KEY}' printed nothing we can read "
+                f"as '{KEY}: VALUE'; check engine_config_command in engine.toml."
+            )
+        return match.group("value")
+
+    def set(self, value: str) -> None:
+        self._run([*self.config_command, "-s", f"{KEY}={value}"])
+        if self.restart:
+            self._run(list(self.restart_command))
+
+    def _run(self, argv: list[str]) -> commands.Completed:
+        try:
+            return commands.run(argv, timeout=self.timeout)
+        except commands.CommandFailed as exc:
+            raise ActivationFailed(exc.sentence) from exc

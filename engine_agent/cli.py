@@ -1,0 +1,409 @@
+"""``wsproxy-agent engine|token|keys ...``: the engine host's commands.
+
+These work on the registry directly, so they work whether the daemon runs or not; the
+daemon reads every decision from the registry when the proxy next asks.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from datetime import UTC, datetime
+
+import click
+
+from wsproxy_agent.clitools import Abort, friendly_errors, root_of, setup_logging
+
+DEFAULT_CA_SUBJECT = "/C=US/O=wsproxy-agent"
+
+
+@click.group("engine")
+def engine() -> None:
+    """Set up and run the engine agent (on the oVirt engine host)."""
+
+
+@engine.command("init")
+@click.option(
+    "--create-ca",
+    is_flag=True,
+    help="Make a standalone CA and engine certificate (no oVirt PKI here).",
+)
+@click.option(
+    "--ca-subject",
+    default=DEFAULT_CA_SUBJECT,
+    show_default=True,
+    help="Subject of the new CA, OpenSSL style.",
+)
+@click.option("--fqdn", help="The engine host's DNS name.  [default: this host's FQDN]")
+@click.option("--listen", help="ZeroMQ endpoint the agent binds.  [default: tcp://*:6101]")
+@click.option(
+    "--advertise",
+    help="HOST:PORT proxies connect to, put in join strings.  [default: FQDN:listen port]",
+)
+@click.pass_context
+@friendly_errors
+def engine_init(
+    ctx: click.Context,
+    create_ca: bool,
+    ca_subject: str,
+    fqdn: str | None,
+    listen: str | None,
+    advertise: str | None,
+) -> None:
+    """Create the engine agent's keys, config and registry; adopt or create the CA.
+
+    Without --create-ca the oVirt PKI under /etc/pki/ovirt-engine is adopted as it is.
+    Running init again keeps existing keys and settings and fills in what is missing.
+    """
+    from engine_agent import pki, signer
+    from engine_agent.registry import Registry
+    from protocol import identity, joinstring
+    from protocol.names import normalise_fqdn
+    from wsproxy_agent import config, transport
+    from wsproxy_agent.keyfiles import load_or_create_identity
+    from wsproxy_agent.paths import HostPaths
+
+    paths = HostPaths.under(root_of(ctx))
+    existing = config.load_existing(paths.engine_toml, config.ENGINE_DEFAULTS)
+    engine_fqdn = normalise_fqdn(fqdn if fqdn is not None else existing["fqdn"] or socket.getfqdn())
+    if create_ca:
+        if paths.ca_cert.exists():
+            raise Abort(f"{paths.ca_cert} exists; drop --create-ca to adopt that CA.")
+        pki.create_ca(paths, ca_subject=ca_subject, engine_fqdn=engine_fqdn, now=datetime.now(UTC))
+        click.echo(f"created a CA ({ca_subject}) and an engine certificate for {engine_fqdn}")
+    ca = pki.load_ca(paths)
+    pki.load_engine_cert(paths)
+    key = load_or_create_identity(paths.identity_key)
+    if not paths.curve_secret.exists():
+        transport.generate_curve_keys(paths.curve_public, paths.curve_secret)
+    overrides: dict[str, object] = {"fqdn": engine_fqdn}
+    if listen:
+        overrides["listen"] = listen
+    if advertise:
+        overrides["advertise"] = advertise
+    elif not existing["advertise"]:
+        port = (listen or existing["listen"]).rsplit(":", 1)[-1]
+        overrides["advertise"] = f"{engine_fqdn}:{port}"
+    if not paths.engine_toml.exists():
+        overrides["signer"] = signer.default_signer_kind(paths)
+    settings = config.merge_and_write(paths.engine_toml, config.ENGINE_DEFAULTS, overrides)
+    registry = Registry(paths.registry)
+    paths.registry.chmod(0o600)
+    registry.set_meta("ca_subject", pki.format_subject(ca.cert.subject))
+    registry.set_meta("ca_not_after", str(int(ca.cert.not_valid_after_utc.timestamp())))
+    registry.set_meta("fingerprint", identity.fingerprint(key))
+    registry.close()
+    curve_raw = transport.curve_to_raw(transport.read_curve_key(paths.curve_public))
+    click.echo(f"engine identity  {identity.fingerprint(key)}")
+    click.echo(
+        f"engine key       {joinstring.format_engine_key(curve_raw, identity.public_raw(key))}"
+    )
+    click.echo("                 (for 'proxy join --engine HOST --engine-key KEY' without a token)")
+    click.echo(f"listens on       {settings['listen']} (advertised as {settings['advertise']})")
+    click.echo(f"signer           {settings['signer']}")
+    click.echo(f"config           {paths.engine_toml}")
+    click.echo(
+        "next: start the daemon (systemctl enable --now wsproxy-agent-engine) and run "
+        "'wsproxy-agent token create --proxy FQDN'"
+    )
+
+
+@engine.command("run")
+@click.pass_context
+@friendly_errors
+def engine_run(ctx: click.Context) -> None:
+    """Run the engine daemon in the foreground (systemd starts it this way)."""
+    setup_logging(ctx)
+    from engine_agent.daemon import EngineDaemon
+    from engine_agent.settings import EngineSettings
+
+    EngineDaemon(EngineSettings.load(root_of(ctx))).run()
+
+
+@engine.command("activate")
+@click.argument("fqdn")
+@click.pass_context
+@friendly_errors
+def engine_activate(ctx: click.Context, fqdn: str) -> None:
+    """Retry switching the engine to FQDN after a failed engine-config or restart."""
+    from engine_agent.registry import Registry
+    from engine_agent.settings import EngineSettings
+    from protocol.names import normalise_fqdn
+    from protocol.states import EngineEvent
+    from wsproxy_agent import control
+
+    settings = EngineSettings.load(root_of(ctx))
+    name = normalise_fqdn(fqdn)
+    registry = Registry(settings.paths.registry)
+    proxy = registry.proxy(name)
+    if proxy is None:
+        raise Abort(f"No proxy named {name}; see 'wsproxy-agent keys list'.")
+    registry.transition(name, EngineEvent.RETRY_ACTIVATION, actor="operator", why="engine activate")
+    registry.close()
+    answer = control.ask(settings.paths.engine_control, {"op": "activate", "fqdn": name})
+    if answer is None:
+        click.echo(
+            f"{name}: queued; the engine daemon is not running and will activate it when it starts."
+        )
+    elif not answer.get("ok"):
+        raise Abort(str(answer.get("error")))
+    else:
+        click.echo(f"{name}: activation started; see 'wsproxy-agent status'.")
+
+
+@click.group("token")
+def token() -> None:
+    """Create, list and revoke one-time join tokens (engine host)."""
+
+
+@token.command("create")
+@click.option(
+    "--proxy",
+    "proxy_fqdn",
+    required=True,
+    help="The proxy host's DNS name; the token works for it alone.",
+)
+@click.option(
+    "--port",
+    default=6100,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="The websocket proxy's port.",
+)
+@click.option(
+    "--ttl",
+    default=None,
+    help="How long the token lives: 90s, 15m, 1h, 2d.  [default: token_ttl, 1h]",
+)
+@click.option(
+    "--no-activate",
+    is_flag=True,
+    help="Enroll the proxy but leave the engine's WebSocketProxy as it is.",
+)
+@click.pass_context
+@friendly_errors
+def token_create(
+    ctx: click.Context, proxy_fqdn: str, port: int, ttl: str | None, no_activate: bool
+) -> None:
+    """Print a one-time join string for 'wsproxy-agent proxy join' (last line of output)."""
+    from engine_agent.registry import Registry, TokenRow, now_s
+    from engine_agent.settings import EngineSettings
+    from protocol import identity, joinstring, tokens
+    from protocol.names import normalise_fqdn
+    from wsproxy_agent import config, transport
+
+    settings = EngineSettings.load(root_of(ctx))
+    fqdn = normalise_fqdn(proxy_fqdn)
+    lifetime = config.parse_duration(ttl) if ttl else settings.token_ttl
+    new = tokens.generate()
+    registry = Registry(settings.paths.registry)
+    created = now_s()
+    registry.add_token(
+        TokenRow(
+            id=new.id,
+            proof_key=new.proof_key,
+            proxy_fqdn=fqdn,
+            port=port,
+            activate=not no_activate,
+            created_at=created,
+            expires_at=created + lifetime,
+            used_at=None,
+            used_by=None,
+            used_csr_sha256=None,
+            failures=0,
+            revoked=False,
+        )
+    )
+    registry.close()
+    host, _, agent_port = settings.advertise.rpartition(":")
+    key = settings.identity()
+    join = joinstring.JoinString(
+        host=host.strip("[]"),
+        port=int(agent_port),
+        curve_key=transport.curve_to_raw(transport.read_curve_key(settings.paths.curve_public)),
+        pin=identity.public_raw(key),
+        token=new,
+        proxy_port=port,
+    )
+    expires = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(created + lifetime))
+    click.echo(
+        f"token {new.id} for {fqdn}:{port}, single use, expires {expires}"
+        + (", engine stays as it is (--no-activate)" if no_activate else "")
+    )
+    click.echo("On the proxy host run: wsproxy-agent proxy join '<the line below>'")
+    click.echo(str(join))
+
+
+@token.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@friendly_errors
+def token_list(ctx: click.Context, as_json: bool) -> None:
+    """List join tokens (their secrets are not stored and cannot be shown)."""
+    from engine_agent.registry import Registry, now_s
+    from engine_agent.settings import EngineSettings
+
+    settings = EngineSettings.load(root_of(ctx))
+    registry = Registry(settings.paths.registry)
+    now = now_s()
+    rows = []
+    for row in registry.tokens():
+        state = (
+            "revoked"
+            if row.revoked
+            else "used"
+            if row.used_at
+            else "expired"
+            if row.expires_at < now
+            else "valid"
+        )
+        rows.append(
+            {
+                "id": row.id,
+                "proxy": row.proxy_fqdn,
+                "port": row.port,
+                "state": state,
+                "expires_at": row.expires_at,
+                "failures": row.failures,
+            }
+        )
+    registry.close()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        click.echo(
+            f"{r['id']}  {r['state']:8} {r['proxy']}:{r['port']}  expires "
+            f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(int(str(r['expires_at']))))}"
+        )
+    if not rows:
+        click.echo("no tokens")
+
+
+@token.command("revoke")
+@click.argument("token_id")
+@click.pass_context
+@friendly_errors
+def token_revoke(ctx: click.Context, token_id: str) -> None:
+    """Revoke an unused join token."""
+    from engine_agent.registry import Registry
+    from engine_agent.settings import EngineSettings
+
+    settings = EngineSettings.load(root_of(ctx))
+    registry = Registry(settings.paths.registry)
+    done = registry.revoke_token(token_id, actor="operator")
+    registry.close()
+    if not done:
+        raise Abort(f"No unrevoked token {token_id}; see 'wsproxy-agent token list'.")
+    click.echo(f"token {token_id} revoked")
+
+
+@click.group("keys")
+def keys() -> None:
+    """See and decide proxy keys (engine host), Salt style."""
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@friendly_errors
+def keys_list(ctx: click.Context, as_json: bool) -> None:
+    """List proxies by state (pending, accepted, rejected, revoked) with key fingerprints."""
+    from engine_agent.registry import Registry
+    from engine_agent.settings import EngineSettings
+
+    settings = EngineSettings.load(root_of(ctx))
+    registry = Registry(settings.paths.registry)
+    proxies = registry.proxies()
+    registry.close()
+    rows = [
+        {
+            "fqdn": p.fqdn,
+            "port": p.port,
+            "state": p.state.value,
+            "decision": decision_of(p.state.value),
+            "fingerprint": p.fingerprint,
+            "active": p.active,
+            "serial": p.serial,
+            "not_after": p.not_after,
+            "last_seen": p.last_seen,
+            "activation_error": p.activation_error,
+        }
+        for p in proxies
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for group in ("pending", "accepted", "rejected", "revoked"):
+        members = [r for r in rows if r["decision"] == group]
+        click.echo(f"{group.capitalize()}:")
+        for r in members:
+            extra = (
+                " (active)" if r["active"] else f" ({r['state']})" if group == "accepted" else ""
+            )
+            click.echo(f"  {r['fqdn']}:{r['port']}  {r['fingerprint']}{extra}")
+
+
+def decision_of(state: str) -> str:
+    if state in ("pending", "rejected", "revoked"):
+        return state
+    return "accepted"
+
+
+def _decide(ctx: click.Context, fqdn: str, verb: str) -> None:
+    from engine_agent.registry import Registry
+    from engine_agent.settings import EngineSettings
+    from protocol.names import normalise_fqdn
+    from protocol.states import EngineEvent
+    from wsproxy_agent import logs
+
+    setup_logging(ctx)
+    settings = EngineSettings.load(root_of(ctx))
+    name = normalise_fqdn(fqdn)
+    registry = Registry(settings.paths.registry)
+    proxy = registry.proxy(name)
+    if proxy is None:
+        raise Abort(f"No proxy named {name}; see 'wsproxy-agent keys list'.")
+    event = {
+        "accept": EngineEvent.ACCEPT,
+        "reject": EngineEvent.REJECT,
+        "delete": EngineEvent.REVOKE,
+    }[verb]
+    registry.transition(name, event, actor="operator", why=f"keys {verb}")
+    registry.close()
+    logs.decision(
+        logs.get("keys"), verb, who=proxy.fingerprint, why=f"operator ran keys {verb}", fqdn=name
+    )
+    click.echo(
+        f"{name} ({proxy.fingerprint}): {verb}ed"
+        if verb != "delete"
+        else f"{name}: deleted (revoked)"
+    )
+
+
+@keys.command("accept")
+@click.argument("fqdn")
+@click.pass_context
+@friendly_errors
+def keys_accept(ctx: click.Context, fqdn: str) -> None:
+    """Accept a pending proxy; it receives its certificate when it next asks (seconds)."""
+    _decide(ctx, fqdn, "accept")
+
+
+@keys.command("reject")
+@click.argument("fqdn")
+@click.pass_context
+@friendly_errors
+def keys_reject(ctx: click.Context, fqdn: str) -> None:
+    """Reject a pending proxy; its waiting join stops with 'rejected'."""
+    _decide(ctx, fqdn, "reject")
+
+
+@keys.command("delete")
+@click.argument("fqdn")
+@click.pass_context
+@friendly_errors
+def keys_delete(ctx: click.Context, fqdn: str) -> None:
+    """Revoke a proxy's key: its messages are refused from now on."""
+    _decide(ctx, fqdn, "delete")

@@ -1,0 +1,350 @@
+"""``wsproxy-agent engine run``: the engine daemon's loop.
+
+One thread owns the sockets and the registry. External commands that may take minutes
+(engine-config, the engine restart) run on a worker thread and hand their outcome back
+to the loop, so a slow restart never stops the engine answering other proxies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+
+from engine_agent.activation import ActivationFailed, EngineSwitch
+from engine_agent.enrollment import Bundle, Enrollment, Reply
+from engine_agent.registry import Proxy, Registry, now_s
+from engine_agent.settings import EngineSettings
+from engine_agent.signer import SignerError, make_signer
+from protocol import catalogue as cat
+from protocol import identity
+from protocol.envelope import Message, seal
+from protocol.errors import InternalError, ProtocolError, WrongRecipient
+from protocol.receive import Receiver
+from protocol.states import EngineEvent, EngineState
+from wsproxy_agent import logs, transport
+
+POLL_MS = 200
+HOUSEKEEPING_S = 30
+
+
+@dataclass
+class Waiting:
+    """A proxy waiting for the outcome of its activation: where and what to answer."""
+
+    routing_id: bytes
+    request_id: bytes
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class ActivationOutcome:
+    fqdn: str
+    value: str
+    replaced: str | None
+    error: str | None
+
+
+class EngineDaemon:
+    def __init__(self, settings: EngineSettings) -> None:
+        self.settings = settings
+        self.paths = settings.paths
+        self.log = logs.get("engine")
+        self.key = settings.identity()
+        self.fingerprint = identity.fingerprint(self.key)
+        self.registry = Registry(self.paths.registry)
+        self.enrollment = Enrollment(
+            self.registry,
+            make_signer(settings.signer, self.paths, settings.cert_lifetime_days),
+            Bundle(
+                ca_cert=self.paths.ca_cert.read_text(),
+                engine_cert=self.paths.engine_cert.read_text(),
+                lifetime_days=settings.cert_lifetime_days,
+            ),
+            engine_fqdn=settings.fqdn,
+            max_pending=settings.max_pending,
+            token_max_failures=settings.token_max_failures,
+            log=self.log,
+        )
+        self.receiver = Receiver(
+            cat.Role.ENGINE,
+            self.fingerprint,
+            self._key_for,
+            window_ms=settings.freshness_window * 1000,
+        )
+        self.switch = EngineSwitch(
+            settings.engine_config_command,
+            settings.engine_restart_command,
+            settings.restart_engine,
+            settings.command_timeout,
+        )
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="activation")
+        self.outcomes: queue.Queue[ActivationOutcome] = queue.Queue()
+        self.activating: set[str] = set()
+        self.waiting: dict[str, Waiting] = {}
+        self.started_at = now_s()
+        self._stop = threading.Event()
+
+    def _key_for(self, fingerprint: str) -> Any:
+        raw = self.enrollment.trusted_key(fingerprint)
+        return identity.public_from_raw(raw) if raw is not None else None
+
+    # lifecycle
+    def stop(self, *_: object) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        ctx = zmq.Context()
+        secret = transport.read_curve_key(self.paths.curve_secret) if self.settings.curve else None
+        self.sock = transport.server(ctx, self.settings.listen, secret)
+        control = ctx.socket(zmq.REP)
+        control.setsockopt(zmq.LINGER, 0)
+        transport.bind_private_ipc(control, self.paths.engine_control)
+        self.log.info(
+            "engine_started",
+            listen=self.settings.listen,
+            fingerprint=self.fingerprint,
+            curve=self.settings.curve,
+            pid=os.getpid(),
+        )
+        self._resume_activations()
+        poller = zmq.Poller()
+        poller.register(self.sock, zmq.POLLIN)
+        poller.register(control, zmq.POLLIN)
+        next_housekeeping = 0.0
+        try:
+            while not self._stop.is_set():
+                for sock, _ in poller.poll(POLL_MS):
+                    if sock is self.sock:
+                        self._on_frames(self.sock.recv_multipart(zmq.NOBLOCK))
+                    else:
+                        control.send_json(self._on_control(control.recv(zmq.NOBLOCK)))
+                self._drain_outcomes()
+                if time.monotonic() >= next_housekeeping:
+                    self._housekeeping()
+                    next_housekeeping = time.monotonic() + HOUSEKEEPING_S
+        finally:
+            self.log.info("engine_stopping")
+            self.worker.shutdown(wait=False, cancel_futures=True)
+            self.sock.close()
+            control.close()
+            ctx.term()
+            self.paths.engine_control.unlink(missing_ok=True)
+            self.registry.close()
+
+    # messages from proxies
+    def _on_frames(self, frames: list[bytes]) -> None:
+        if len(frames) < 2:
+            return
+        routing_id, body = frames[0], frames[1:]
+        try:
+            msg = self.receiver.receive(body, _now_ms())
+        except ProtocolError as exc:
+            self.log.info("message_refused", code=exc.code.value, why=exc.sentence, who=exc.sender)
+            # Answer only where the answer helps an honest sender and costs one signature:
+            # a signed request with a bad body, or one addressed to a key we do not hold.
+            answerable = exc.authenticated or isinstance(exc, WrongRecipient)
+            if answerable and exc.sender and exc.msg_id:
+                self._send(routing_id, exc.sender, exc.msg_id, _error_reply(exc))
+            return
+        try:
+            reply = self._dispatch(routing_id, msg)
+        except ProtocolError as exc:
+            reply = _error_reply(exc)
+        except SignerError as exc:
+            self.log.error("signing_failed", who=msg.sender, why=exc.sentence)
+            reply = _error_reply(InternalError(exc.sentence))
+        except Exception:
+            self.log.exception("handler_failed", type=msg.type, who=msg.sender)
+            reply = _error_reply(
+                InternalError("The engine agent failed on this request; see its log.")
+            )
+        if reply is not None:
+            self._send(routing_id, msg.sender, msg.id, reply)
+
+    def _send(self, routing_id: bytes, to: str, re: bytes | None, reply: Reply) -> None:
+        sealed = seal(self.key, reply.type, reply.body, recipient=to, now_ms=_now_ms(), re=re)
+        self.sock.send_multipart([routing_id, *sealed.frames])
+
+    def _dispatch(self, routing_id: bytes, msg: Message) -> Reply | None:
+        if msg.type == cat.ENROLL_REQUEST:
+            return self.enrollment.on_enroll_request(msg)
+        if msg.type == cat.INSTALL_REPORT:
+            return self._on_install_report(routing_id, msg)
+        if msg.type in (cat.HEARTBEAT, cat.STATUS_REPLY):
+            proxy = self.registry.proxy_by_fingerprint(msg.sender)
+            if proxy is not None:
+                self.registry.update(proxy.fqdn, last_seen=now_s(), health=json.dumps(msg.body))
+            return None
+        if msg.type == cat.ERROR:
+            self.log.warning("proxy_reported_error", who=msg.sender, **msg.body)
+            return None
+        raise InternalError(f"The engine agent does not handle {msg.type} yet.")
+
+    def _on_install_report(self, routing_id: bytes, msg: Message) -> Reply | None:
+        proxy = self.enrollment.report_target(msg)
+        self.registry.update(proxy.fqdn, last_seen=now_s())
+        if not msg.body["ok"]:
+            reason = str(msg.body.get("reason") or "no reason given")
+            if proxy.state is EngineState.APPROVED:
+                self.registry.transition(
+                    proxy.fqdn, EngineEvent.REPORT_FAILED, actor=msg.sender, why=reason
+                )
+            self.log.warning("proxy_install_failed", fqdn=proxy.fqdn, why=reason)
+            return _activation_reply(proxy, activated=False, reason=f"install failed: {reason}")
+        if proxy.state is EngineState.APPROVED:
+            proxy = self._transition(proxy, EngineEvent.REPORT_OK, msg.sender, "proxy service runs")
+            if not proxy.activate:
+                proxy = self._transition(
+                    proxy, EngineEvent.SKIP_ACTIVATION, "engine", "token said --no-activate"
+                )
+        if proxy.state is EngineState.INSTALLED:
+            self.waiting[proxy.fqdn] = Waiting(routing_id, msg.id, msg.sender)
+            self._start_activation(proxy)
+            return None
+        return _activation_reply(proxy)
+
+    def _transition(self, proxy: Proxy, event: EngineEvent, actor: str, why: str) -> Proxy:
+        self.registry.transition(proxy.fqdn, event, actor=actor, why=why)
+        updated = self.registry.proxy(proxy.fqdn)
+        assert updated is not None
+        return updated
+
+    # activation, on the worker thread
+    def _start_activation(self, proxy: Proxy) -> None:
+        if proxy.fqdn in self.activating:
+            return
+        self.activating.add(proxy.fqdn)
+        value = f"{proxy.fqdn}:{proxy.port}"
+        self.worker.submit(self._activate, proxy.fqdn, value, proxy.replaced_value)
+
+    def _activate(self, fqdn: str, value: str, replaced: str | None) -> None:
+        try:
+            current = self.switch.current()
+            if replaced is None and current != value:
+                replaced = current
+            self.switch.set(value)
+            self.outcomes.put(ActivationOutcome(fqdn, value, replaced, None))
+        except ActivationFailed as exc:
+            self.outcomes.put(ActivationOutcome(fqdn, value, replaced, exc.sentence))
+
+    def _drain_outcomes(self) -> None:
+        while True:
+            try:
+                outcome = self.outcomes.get_nowait()
+            except queue.Empty:
+                return
+            self.activating.discard(outcome.fqdn)
+            self._record_activation(outcome)
+
+    def _record_activation(self, outcome: ActivationOutcome) -> None:
+        proxy = self.registry.proxy(outcome.fqdn)
+        if proxy is None or proxy.state is not EngineState.INSTALLED:
+            return  # revoked or deleted while the commands ran
+        if outcome.error is None:
+            with self.registry.transaction() as db:
+                db.execute("UPDATE proxies SET active = 0 WHERE fqdn != ?", (outcome.fqdn,))
+                self.registry.transition_within(
+                    db,
+                    outcome.fqdn,
+                    EngineEvent.ACTIVATED,
+                    actor="engine",
+                    why=f"WebSocketProxy={outcome.value}, was {outcome.replaced}",
+                    active=1,
+                    replaced_value=outcome.replaced,
+                    activation_error=None,
+                )
+            self.log.info(
+                "engine_activated",
+                fqdn=outcome.fqdn,
+                value=outcome.value,
+                replaced=outcome.replaced,
+            )
+        else:
+            self.registry.transition(
+                outcome.fqdn,
+                EngineEvent.ACTIVATION_FAILED,
+                actor="engine",
+                why=outcome.error,
+                activation_error=outcome.error,
+                replaced_value=outcome.replaced,
+            )
+            self.log.error("engine_activation_failed", fqdn=outcome.fqdn, why=outcome.error)
+        waiting = self.waiting.pop(outcome.fqdn, None)
+        updated = self.registry.proxy(outcome.fqdn)
+        if waiting is not None and updated is not None:
+            self._send(
+                waiting.routing_id,
+                waiting.fingerprint,
+                waiting.request_id,
+                _activation_reply(updated),
+            )
+
+    def _resume_activations(self) -> None:
+        """An activation cut short by a crash is finished, not forgotten."""
+        for proxy in self.registry.proxies():
+            if proxy.state is EngineState.INSTALLED and proxy.activate:
+                self.log.info("activation_resumed", fqdn=proxy.fqdn)
+                self._start_activation(proxy)
+
+    # housekeeping and the local control socket
+    def _housekeeping(self) -> None:
+        cutoff = now_s() - self.settings.pending_ttl
+        for fqdn in self.registry.delete_expired_pending(cutoff):
+            logs.decision(self.log, "expire", who=fqdn, why="pending request not decided in time")
+
+    def _on_control(self, raw: bytes) -> dict[str, Any]:
+        try:
+            request = json.loads(raw)
+        except ValueError:
+            return {"ok": False, "error": "not JSON"}
+        op = request.get("op") if isinstance(request, dict) else None
+        if op == "ping":
+            return {
+                "ok": True,
+                "pid": os.getpid(),
+                "listen": self.settings.listen,
+                "fingerprint": self.fingerprint,
+                "started_at": self.started_at,
+                "activating": sorted(self.activating),
+            }
+        if op == "activate":
+            fqdn = str(request.get("fqdn", ""))
+            proxy = self.registry.proxy(fqdn)
+            if proxy is None or proxy.state is not EngineState.INSTALLED:
+                return {"ok": False, "error": f"{fqdn} is not waiting for activation"}
+            self._start_activation(proxy)
+            return {"ok": True}
+        return {"ok": False, "error": f"unknown operation {op!r}"}
+
+
+def _activation_reply(
+    proxy: Proxy, activated: bool | None = None, reason: str | None = None
+) -> Reply:
+    is_active = proxy.state is EngineState.ACTIVE if activated is None else activated
+    if reason is None and not is_active:
+        reason = proxy.activation_error or (
+            "the token said --no-activate" if not proxy.activate else f"engine state {proxy.state}"
+        )
+    body: dict[str, Any] = {"activated": is_active, "websocket_proxy": f"{proxy.fqdn}:{proxy.port}"}
+    if reason:
+        body["reason"] = reason
+    return Reply(cat.ACTIVATION_DONE, body)
+
+
+def _error_reply(exc: ProtocolError) -> Reply:
+    return Reply(cat.ERROR, {"code": exc.code.value, "message": exc.sentence})
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000

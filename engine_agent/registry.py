@@ -1,0 +1,309 @@
+"""The engine's registry of proxies, join tokens and the audit trail, in SQLite (WAL).
+
+The daemon and the command line open the same file; SQLite's locking makes them take
+turns, so ``keys accept`` works whether the daemon runs or not. Each proxy row's state
+moves only through ``protocol.states.ENGINE_TABLE``: ``transition()`` refuses anything
+else, so the table is the one statement of what may happen to a proxy.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from protocol.states import EngineEvent, EngineState, engine_machine
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS proxies (
+    fqdn            TEXT PRIMARY KEY,
+    fingerprint     TEXT NOT NULL,
+    identity_key    BLOB NOT NULL,
+    state           TEXT NOT NULL,
+    port            INTEGER NOT NULL,
+    activate        INTEGER NOT NULL DEFAULT 1,
+    csr_sha256      TEXT,
+    csr_pem         TEXT,
+    cert_pem        TEXT,
+    serial          TEXT,
+    not_after       INTEGER,
+    active          INTEGER NOT NULL DEFAULT 0,
+    replaced_value  TEXT,
+    activation_error TEXT,
+    token_id        TEXT,
+    requested_at    INTEGER NOT NULL,
+    last_seen       INTEGER,
+    health          TEXT
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    id              TEXT PRIMARY KEY,
+    proof_key       BLOB NOT NULL,
+    proxy_fqdn      TEXT NOT NULL,
+    port            INTEGER NOT NULL,
+    activate        INTEGER NOT NULL,
+    created_at      INTEGER NOT NULL,
+    expires_at      INTEGER NOT NULL,
+    used_at         INTEGER,
+    used_by         TEXT,
+    used_csr_sha256 TEXT,
+    failures        INTEGER NOT NULL DEFAULT 0,
+    revoked         INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS audit (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    at              INTEGER NOT NULL,
+    actor           TEXT NOT NULL,
+    action          TEXT NOT NULL,
+    fqdn            TEXT,
+    fingerprint     TEXT,
+    why             TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key             TEXT PRIMARY KEY,
+    value           TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Proxy:
+    fqdn: str
+    fingerprint: str
+    identity_key: bytes
+    state: EngineState
+    port: int
+    activate: bool
+    csr_sha256: str | None
+    csr_pem: str | None
+    cert_pem: str | None
+    serial: str | None
+    not_after: int | None
+    active: bool
+    replaced_value: str | None
+    activation_error: str | None
+    token_id: str | None
+    requested_at: int
+    last_seen: int | None
+    health: str | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Proxy:
+        values = dict(row)
+        values["state"] = EngineState(values["state"])
+        values["activate"] = bool(values["activate"])
+        values["active"] = bool(values["active"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class TokenRow:
+    id: str
+    proof_key: bytes
+    proxy_fqdn: str
+    port: int
+    activate: bool
+    created_at: int
+    expires_at: int
+    used_at: int | None
+    used_by: str | None
+    used_csr_sha256: str | None
+    failures: int
+    revoked: bool
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> TokenRow:
+        values = dict(row)
+        values["activate"] = bool(values["activate"])
+        values["revoked"] = bool(values["revoked"])
+        return cls(**values)
+
+
+class Registry:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One decision, all or nothing; IMMEDIATE so two writers never interleave."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # proxies
+    def proxy(self, fqdn: str) -> Proxy | None:
+        row = self._db.execute("SELECT * FROM proxies WHERE fqdn = ?", (fqdn,)).fetchone()
+        return Proxy.from_row(row) if row else None
+
+    def proxy_by_fingerprint(self, fingerprint: str) -> Proxy | None:
+        row = self._db.execute(
+            "SELECT * FROM proxies WHERE fingerprint = ?", (fingerprint,)
+        ).fetchone()
+        return Proxy.from_row(row) if row else None
+
+    def proxies(self) -> list[Proxy]:
+        rows = self._db.execute("SELECT * FROM proxies ORDER BY fqdn").fetchall()
+        return [Proxy.from_row(r) for r in rows]
+
+    def count_in_state(self, state: EngineState) -> int:
+        row = self._db.execute("SELECT count(*) FROM proxies WHERE state = ?", (state.value,))
+        return int(row.fetchone()[0])
+
+    def transition(
+        self, fqdn: str, event: EngineEvent, *, actor: str, why: str, **fields: Any
+    ) -> EngineState:
+        """Move one proxy along the engine table, update ``fields``, audit it: one transaction."""
+        with self.transaction() as db:
+            return self.transition_within(db, fqdn, event, actor=actor, why=why, **fields)
+
+    def transition_within(
+        self,
+        db: sqlite3.Connection,
+        fqdn: str,
+        event: EngineEvent,
+        *,
+        actor: str,
+        why: str,
+        **fields: Any,
+    ) -> EngineState:
+        row = db.execute("SELECT state, fingerprint FROM proxies WHERE fqdn = ?", (fqdn,))
+        current = row.fetchone()
+        machine = engine_machine(EngineState(current["state"]) if current else EngineState.NEW)
+        new_state = machine.fire(event)
+        fields["state"] = new_state.value
+        if current is None:
+            columns = ", ".join(fields) + ", fqdn, requested_at"
+            marks = ", ".join("?" for _ in range(len(fields) + 2))
+            db.execute(
+                f"INSERT INTO proxies ({columns}) VALUES ({marks})",
+                (*fields.values(), fqdn, now_s()),
+            )
+        else:
+            assignments = ", ".join(f"{name} = ?" for name in fields)
+            db.execute(f"UPDATE proxies SET {assignments} WHERE fqdn = ?", (*fields.values(), fqdn))
+        fingerprint = fields.get("fingerprint") or (current["fingerprint"] if current else None)
+        self._audit(db, actor, event.value, fqdn, fingerprint, why)
+        return new_state
+
+    def update(self, fqdn: str, **fields: Any) -> None:
+        """Facts that are not decisions (last seen, health): no state change, no audit."""
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        self._db.execute(
+            f"UPDATE proxies SET {assignments} WHERE fqdn = ?", (*fields.values(), fqdn)
+        )
+
+    def delete_expired_pending(self, older_than: int) -> list[str]:
+        with self.transaction() as db:
+            rows = db.execute(
+                "SELECT fqdn, fingerprint FROM proxies WHERE state = ? AND requested_at < ?",
+                (EngineState.PENDING.value, older_than),
+            ).fetchall()
+            for row in rows:
+                db.execute("DELETE FROM proxies WHERE fqdn = ?", (row["fqdn"],))
+                self._audit(
+                    db, "engine", "expire", row["fqdn"], row["fingerprint"], "pending too long"
+                )
+        return [r["fqdn"] for r in rows]
+
+    # tokens
+    def add_token(self, token: TokenRow) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO tokens (id, proof_key, proxy_fqdn, port, activate, created_at,"
+                " expires_at, failures, revoked) VALUES (?, ?, ?, ?, ?, ?, ?, 0, 0)",
+                (
+                    token.id,
+                    token.proof_key,
+                    token.proxy_fqdn,
+                    token.port,
+                    int(token.activate),
+                    token.created_at,
+                    token.expires_at,
+                ),
+            )
+            self._audit(db, "operator", "token_create", token.proxy_fqdn, None, f"token {token.id}")
+
+    def token(self, token_id: str) -> TokenRow | None:
+        row = self._db.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)).fetchone()
+        return TokenRow.from_row(row) if row else None
+
+    def tokens(self) -> list[TokenRow]:
+        rows = self._db.execute("SELECT * FROM tokens ORDER BY created_at").fetchall()
+        return [TokenRow.from_row(r) for r in rows]
+
+    def count_token_failure(self, token_id: str) -> int:
+        with self.transaction() as db:
+            db.execute("UPDATE tokens SET failures = failures + 1 WHERE id = ?", (token_id,))
+            row = db.execute("SELECT failures FROM tokens WHERE id = ?", (token_id,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def mark_token_used(
+        self, db: sqlite3.Connection, token_id: str, fingerprint: str, csr_sha256: str
+    ) -> None:
+        db.execute(
+            "UPDATE tokens SET used_at = ?, used_by = ?, used_csr_sha256 = ? WHERE id = ?",
+            (now_s(), fingerprint, csr_sha256, token_id),
+        )
+
+    def revoke_token(self, token_id: str, *, actor: str) -> bool:
+        with self.transaction() as db:
+            changed = db.execute(
+                "UPDATE tokens SET revoked = 1 WHERE id = ? AND revoked = 0", (token_id,)
+            ).rowcount
+            if changed:
+                self._audit(db, actor, "token_revoke", None, None, f"token {token_id}")
+        return bool(changed)
+
+    # audit and meta
+    def audit(
+        self, actor: str, action: str, fqdn: str | None, fingerprint: str | None, why: str
+    ) -> None:
+        self._audit(self._db, actor, action, fqdn, fingerprint, why)
+
+    def _audit(
+        self,
+        db: sqlite3.Connection,
+        actor: str,
+        action: str,
+        fqdn: str | None,
+        fingerprint: str | None,
+        why: str,
+    ) -> None:
+        db.execute(
+            "INSERT INTO audit (at, actor, action, fqdn, fingerprint, why) VALUES (?, ?, ?, ?, ?, ?)",
+            (now_s(), actor, action, fqdn, fingerprint, why),
+        )
+
+    def audit_trail(self, fqdn: str | None = None) -> list[dict[str, Any]]:
+        query = "SELECT * FROM audit" + (" WHERE fqdn = ?" if fqdn else "") + " ORDER BY seq"
+        return [dict(r) for r in self._db.execute(query, (fqdn,) if fqdn else ()).fetchall()]
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+
+def now_s() -> int:
+    return int(time.time())

@@ -1,0 +1,128 @@
+"""``wsproxy-agent proxy ...``: the proxy host's commands."""
+
+from __future__ import annotations
+
+import socket
+
+import click
+
+from wsproxy_agent.clitools import Abort, friendly_errors, root_of, setup_logging
+
+
+@click.group("proxy")
+def proxy() -> None:
+    """Join this host to an engine and run the proxy agent (on the websocket proxy host)."""
+
+
+@proxy.command("join")
+@click.argument("join_string", required=False)
+@click.option(
+    "--engine",
+    "engine_address",
+    help="HOST[:PORT] of the engine agent, for a join without a token.",
+)
+@click.option(
+    "--engine-key",
+    help="The engine key printed by 'engine init' / 'status', for a join without a token.",
+)
+@click.option(
+    "--fqdn", help="This proxy's DNS name, as browsers reach it.  [default: this host's FQDN]"
+)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    help="The websocket proxy's port.  [default: the token's, or 6100]",
+)
+@click.option(
+    "--key-type",
+    type=click.Choice(["rsa", "ec"]),
+    help="TLS key: RSA-2048 or ECDSA P-256.  [default: rsa]",
+)
+@click.option(
+    "--timeout",
+    default=600.0,
+    show_default=True,
+    type=click.FloatRange(1, 7 * 86400),
+    help="Seconds to wait in all, including for an operator's decision.",
+)
+@click.pass_context
+@friendly_errors
+def proxy_join(
+    ctx: click.Context,
+    join_string: str | None,
+    engine_address: str | None,
+    engine_key: str | None,
+    fqdn: str | None,
+    port: int | None,
+    key_type: str | None,
+    timeout: float,
+) -> None:
+    """Enroll this host: get a certificate from the engine, install it, switch the engine over.
+
+    With the JOIN_STRING from 'wsproxy-agent token create' the engine approves at once.
+    Without one, give --engine and --engine-key: the request waits until an operator runs
+    'wsproxy-agent keys accept FQDN' on the engine (or rejects it, or --timeout passes).
+
+    Exit codes: 0 enrolled, 1 refused or failed, 3 rejected by an operator, 4 timed out.
+    """
+    from protocol import identity, joinstring
+    from protocol.names import normalise_fqdn
+    from proxy_agent.join import Join, JoinOptions
+    from proxy_agent.settings import ProxySettings
+    from wsproxy_agent import config
+    from wsproxy_agent.paths import DEFAULT_AGENT_PORT, HostPaths
+
+    paths = HostPaths.under(root_of(ctx))
+    if join_string:
+        if engine_address or engine_key:
+            raise click.UsageError("Give a join string, or --engine with --engine-key, not both.")
+        join = joinstring.parse(join_string)
+        address, curve_key, identity_key, token = join.address, join.curve_key, join.pin, join.token
+        port = port or join.proxy_port
+    elif engine_address and engine_key:
+        curve_key, identity_key = joinstring.parse_engine_key(engine_key)
+        address = (
+            engine_address
+            if ":" in engine_address.rstrip("]")
+            else f"{engine_address}:{DEFAULT_AGENT_PORT}"
+        )
+        token = None
+    else:
+        raise click.UsageError(
+            "Give the join string from 'token create', or --engine and --engine-key."
+        )
+    existing = config.load_existing(paths.proxy_toml, config.PROXY_DEFAULTS)
+    overrides: dict[str, object] = {
+        "fqdn": normalise_fqdn(fqdn if fqdn is not None else existing["fqdn"] or socket.getfqdn()),
+        "engine": address,
+        "engine_curve_key": joinstring.b64(curve_key),
+        "engine_identity_key": joinstring.b64(identity_key),
+        "engine_fingerprint": identity.fingerprint(identity_key),
+    }
+    if port:
+        overrides["port"] = port
+    if key_type:
+        overrides["key_type"] = key_type
+    config.merge_and_write(paths.proxy_toml, config.PROXY_DEFAULTS, overrides)
+    settings = ProxySettings.load(paths.root)
+    code = Join(settings, JoinOptions(token=token, timeout_s=timeout), say=_step).run()
+    ctx.exit(code)
+
+
+def _step(line: str) -> None:
+    click.echo(f"* {line}")
+
+
+@proxy.command("run")
+@click.pass_context
+@friendly_errors
+def proxy_run(ctx: click.Context) -> None:
+    """Run the proxy daemon in the foreground: stays connected, answers the engine."""
+    setup_logging(ctx)
+    from proxy_agent.daemon import ProxyDaemon
+    from proxy_agent.settings import ProxySettings
+
+    settings = ProxySettings.load(root_of(ctx))
+    if not settings.paths.proxy_state.exists():
+        raise Abort("This host has not joined an engine yet; run 'wsproxy-agent proxy join' first.")
+    ProxyDaemon(settings).run()

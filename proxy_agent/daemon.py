@@ -1,0 +1,102 @@
+"""``wsproxy-agent proxy run``: stays connected to the engine and answers it.
+
+It heartbeats (so the engine knows it is alive and can push to it) and answers pushed
+status queries. Renewal joins this loop in the lifecycle work; the loop is built to host
+more timed jobs beside the heartbeat.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+import zmq
+
+from protocol import catalogue as cat
+from protocol import identity
+from proxy_agent import health, state
+from proxy_agent.link import EngineLink
+from proxy_agent.settings import ProxySettings
+from wsproxy_agent import logs, transport
+from wsproxy_agent.keyfiles import load_identity
+
+POLL_S = 0.5
+
+
+class ProxyDaemon:
+    def __init__(self, settings: ProxySettings) -> None:
+        self.settings = settings
+        self.paths = settings.paths
+        self.log = logs.get("proxy")
+        self.key = load_identity(self.paths.identity_key)
+        self._stop = threading.Event()
+
+    def stop(self, *_: object) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+        s = self.settings
+        link = EngineLink(
+            address=s.engine,
+            curve_key=_raw(s.engine_curve_key),
+            engine_key=_raw(s.engine_identity_key),
+            key=self.key,
+            window_ms=s.freshness_window * 1000,
+        )
+        ctx: zmq.Context[Any] = zmq.Context.instance()
+        control = ctx.socket(zmq.REP)
+        control.setsockopt(zmq.LINGER, 0)
+        transport.bind_private_ipc(control, self.paths.proxy_control)
+        self.log.info(
+            "proxy_started",
+            engine=s.engine,
+            fingerprint=identity.fingerprint(self.key),
+            pid=os.getpid(),
+        )
+        next_beat = 0.0
+        try:
+            while not self._stop.is_set():
+                if time.monotonic() >= next_beat:
+                    link.send(cat.HEARTBEAT, health.snapshot(s))
+                    next_beat = time.monotonic() + s.heartbeat_interval
+                msg = link.receive(POLL_S)
+                if msg is not None:
+                    self._on_message(link, msg)
+                while control.poll(0):
+                    control.send_json(self._on_control(control.recv()))
+        finally:
+            self.log.info("proxy_stopping")
+            control.close()
+            link.close()
+            self.paths.proxy_control.unlink(missing_ok=True)
+
+    def _on_message(self, link: EngineLink, msg: Any) -> None:
+        state.save(self.paths.proxy_state, last_contact=int(time.time()))
+        if msg.type == cat.STATUS_QUERY:
+            body = {"enrolled": True, "fqdn": self.settings.fqdn, **health.snapshot(self.settings)}
+            link.send(cat.STATUS_REPLY, body, re=msg.id)
+        elif msg.type == cat.ERROR:
+            self.log.warning("engine_reported_error", **msg.body)
+        else:
+            self.log.info("message_ignored", type=msg.type)
+
+    def _on_control(self, raw: bytes) -> dict[str, Any]:
+        try:
+            request = json.loads(raw)
+        except ValueError:
+            return {"ok": False, "error": "not JSON"}
+        if isinstance(request, dict) and request.get("op") == "ping":
+            return {"ok": True, "pid": os.getpid(), "engine": self.settings.engine}
+        return {"ok": False, "error": "unknown operation"}
+
+
+def _raw(b64: str) -> bytes:
+    import base64
+
+    return base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4))

@@ -1,0 +1,267 @@
+"""``proxy join``: enroll this host with the engine, step by step, printing each step.
+
+The sequence is the proxy column of ``protocol.states.PROXY_TABLE``; each step fires its
+event, so the code cannot skip one. Side effects sit behind the narrow pieces it calls:
+the link (network), ``install`` (files), ``commands`` (the service restart).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from protocol import catalogue as cat
+from protocol import identity, tokens
+from protocol.codec import Value
+from protocol.envelope import Message
+from protocol.errors import error_for_code
+from protocol.states import ProxyEvent, ProxyState, proxy_machine
+from proxy_agent import install, setup_conf, state, tlskeys, verify
+from proxy_agent.link import EngineLink, LinkError
+from proxy_agent.settings import ProxySettings
+from wsproxy_agent import commands
+from wsproxy_agent.clitools import EXIT_REJECTED, EXIT_TIMEOUT, Abort
+from wsproxy_agent.files import write_atomic
+from wsproxy_agent.keyfiles import load_or_create_identity
+
+ATTEMPT_S = 5.0
+REPORT_ATTEMPT_S = 15.0
+HANDSHAKE_S = 10.0
+
+
+@dataclass
+class JoinOptions:
+    token: tokens.Token | None
+    timeout_s: float
+    curve: bool = True
+
+
+class Join:
+    def __init__(
+        self, settings: ProxySettings, options: JoinOptions, say: Callable[[str], None]
+    ) -> None:
+        self.settings = settings
+        self.paths = settings.paths
+        self.options = options
+        self.say = say
+        self.machine = proxy_machine()
+        self.deadline = time.monotonic() + options.timeout_s
+
+    def run(self) -> int:
+        key = load_or_create_identity(self.paths.identity_key)
+        tls_key_pem, csr_pem = self._tls_key_and_csr()
+        self.say(
+            f"proxy {self.settings.fqdn}:{self.settings.port}, identity {identity.fingerprint(key)}"
+        )
+        link = self._connect(key)
+        try:
+            approved = self._enroll(link, key, tls_key_pem, csr_pem)
+            delivery = self._check(approved, tls_key_pem)
+            self._install(approved, tls_key_pem, delivery)
+            failure = self._restart_service()
+            return self._report(link, delivery, failure)
+        finally:
+            link.close()
+
+    # steps
+    def _connect(self, key: Ed25519PrivateKey) -> EngineLink:
+        s = self.settings
+        link = EngineLink(
+            address=s.engine,
+            curve_key=_raw(s.engine_curve_key) if self.options.curve else None,
+            engine_key=_raw(s.engine_identity_key),
+            key=key,
+            window_ms=s.freshness_window * 1000,
+        )
+        self.say(f"connecting to the engine agent at {s.engine}")
+        if self.options.curve:
+            if not link.wait_handshake(min(HANDSHAKE_S, self.options.timeout_s)):
+                link.close()
+                raise LinkError(link.silence_reason())
+            self.say("connected: the engine's Curve key matches the pin (encrypted channel up)")
+        return link
+
+    def _enroll(
+        self, link: EngineLink, key: Ed25519PrivateKey, tls_key_pem: bytes, csr_pem: bytes
+    ) -> Message:
+        token = self.options.token
+        public = identity.public_raw(key)
+
+        def body(msg_id: bytes) -> dict[str, Value]:
+            fields: dict[str, Value] = {
+                "identity_key": public,
+                "csr": csr_pem.decode(),
+                "fqdn": self.settings.fqdn,
+                "port": self.settings.port,
+            }
+            if token is not None:
+                fields["token_id"] = token.id
+                fields["token_proof"] = tokens.proof(token.proof_key, public, csr_pem, msg_id)
+            return fields
+
+        told_pending = False
+        while True:
+            self.machine.fire(ProxyEvent.SEND_REQUEST)
+            reply = self._request(link, cat.ENROLL_REQUEST, body, ATTEMPT_S)
+            if not told_pending:
+                self.say(
+                    f"request sent and answered, signed by the pinned engine key {link.engine_fingerprint}"
+                )
+            if reply.type == cat.ENROLL_APPROVED:
+                self.machine.fire(ProxyEvent.GOT_APPROVED)
+                self.say(f"approved: certificate serial {reply.text('serial')}")
+                return reply
+            if reply.type == cat.ENROLL_REJECTED:
+                self.machine.fire(ProxyEvent.GOT_REJECTED)
+                raise Abort(f"rejected by the engine: {reply.text('reason')}", EXIT_REJECTED)
+            if reply.type == cat.ERROR:
+                raise error_for_code(reply.text("code"), reply.text("message"))
+            self.machine.fire(ProxyEvent.GOT_PENDING)
+            if not told_pending:
+                self.say(
+                    f"pending: an operator must accept this proxy. On the engine host run "
+                    f"'wsproxy-agent keys accept {self.settings.fqdn}' after checking that "
+                    f"'wsproxy-agent keys list' shows {reply.text('fingerprint')}"
+                )
+                told_pending = True
+            retry = reply.number("retry_after")
+            if time.monotonic() + retry >= self.deadline:
+                raise Abort(
+                    "No decision before --timeout; run the same join again to keep waiting.",
+                    EXIT_TIMEOUT,
+                )
+            time.sleep(retry)
+
+    def _check(self, approved: Message, tls_key_pem: bytes) -> verify.Delivery:
+        delivery = verify.check_delivery(
+            approved.text("cert"),
+            approved.text("ca_cert"),
+            approved.text("engine_cert"),
+            tlskeys.load_key_pem(tls_key_pem),
+            self.settings.fqdn,
+            datetime.now(UTC),
+        )
+        self.say(
+            f"certificate checked: chains to the engine CA, holds our key, SAN DNS:{self.settings.fqdn}, "
+            f"valid until {delivery.not_after:%Y-%m-%d}"
+        )
+        return delivery
+
+    def _install(self, approved: Message, tls_key_pem: bytes, delivery: verify.Delivery) -> None:
+        written = install.install_delivery(
+            self.paths,
+            tls_key_pem=tls_key_pem,
+            delivery_cert_pem=approved.text("cert").encode(),
+            engine_cert_pem=approved.text("engine_cert").encode(),
+            ca_cert_pem=approved.text("ca_cert").encode(),
+            setup_conf_text=setup_conf.render(self.settings.port, self.paths),
+            owner=self.settings.service_owner,
+        )
+        state.save(
+            self.paths.proxy_state,
+            fqdn=self.settings.fqdn,
+            port=self.settings.port,
+            engine=self.settings.engine,
+            engine_fingerprint=identity.fingerprint(_raw(self.settings.engine_identity_key)),
+            serial=delivery.serial,
+            not_after=int(delivery.not_after.timestamp()),
+            subject=delivery.subject,
+            san=delivery.san,
+            installed_at=int(time.time()),
+            enrollment=ProxyState.INSTALLED.value,
+        )
+        for path in (self._pending_key, self._pending_csr):
+            path.unlink(missing_ok=True)
+        self.say("files installed: " + ", ".join(str(p) for p in written))
+
+    def _restart_service(self) -> str | None:
+        """The restart completes the install; its failure is the install's failure."""
+        try:
+            commands.run(
+                self.settings.service_restart_command, timeout=self.settings.command_timeout
+            )
+        except commands.CommandFailed as exc:
+            self.machine.fire(ProxyEvent.INSTALL_FAILED)
+            self.say(f"websocket proxy restart FAILED: {exc.sentence}")
+            return exc.sentence
+        self.machine.fire(ProxyEvent.INSTALLED)
+        self.say(
+            "websocket proxy service restarted: " + " ".join(self.settings.service_restart_command)
+        )
+        return None
+
+    def _report(self, link: EngineLink, delivery: verify.Delivery, failure: str | None) -> int:
+        """Tell the engine how the install went; it switches over only on success."""
+        body: dict[str, Value] = {
+            "ok": failure is None,
+            "serial": delivery.serial,
+            "service_active": failure is None,
+        }
+        if failure:
+            body["reason"] = failure[:1000]
+        self.machine.fire(ProxyEvent.REPORT_SENT)
+        self.say("reported to the engine; waiting for it to switch over")
+        reply = self._request(link, cat.INSTALL_REPORT, body, REPORT_ATTEMPT_S)
+        if reply.type == cat.ERROR:
+            raise error_for_code(reply.text("code"), reply.text("message"))
+        if failure is not None:
+            state.save(
+                self.paths.proxy_state,
+                enrollment=self.machine.state.value,
+                last_contact=int(time.time()),
+            )
+            raise Abort(f"The websocket proxy service did not restart: {failure}")
+        activated = reply.flag("activated")
+        self.machine.fire(ProxyEvent.GOT_ACTIVATED if activated else ProxyEvent.GOT_NOT_ACTIVATED)
+        state.save(
+            self.paths.proxy_state,
+            enrollment=self.machine.state.value,
+            activated=activated,
+            activation_reason=reply.body.get("reason"),
+            last_contact=int(time.time()),
+        )
+        if activated:
+            self.say(f"engine switched over: WebSocketProxy={reply.text('websocket_proxy')}")
+            self.say(
+                "done. Keep the agent running to renew the certificate: systemctl enable --now wsproxy-agent-proxy"
+            )
+            return 0
+        reason = reply.optional_text("reason") or ""
+        self.say(f"enrolled; the engine was not switched over: {reason}")
+        return 0 if "no-activate" in reason else 1
+
+    def _request(self, link: EngineLink, msg_type: str, body: object, attempt_s: float) -> Message:
+        return link.request(msg_type, body, attempt_s=attempt_s, deadline=self.deadline)  # type: ignore[arg-type]
+
+    # The TLS key and CSR survive an interrupted join, so a retry asks for the same thing
+    # and the engine answers it with the certificate it already issued.
+    # The names carry the FQDN (validated) and key type, so a join for another name or
+    # key type never reuses them.
+    @property
+    def _pending_key(self) -> Path:
+        return self.paths.state_dir / f"pending-{self.settings.fqdn}-{self.settings.key_type}.key"
+
+    @property
+    def _pending_csr(self) -> Path:
+        return self.paths.state_dir / f"pending-{self.settings.fqdn}-{self.settings.key_type}.csr"
+
+    def _tls_key_and_csr(self) -> tuple[bytes, bytes]:
+        if self._pending_key.exists() and self._pending_csr.exists():
+            return self._pending_key.read_bytes(), self._pending_csr.read_bytes()
+        key = tlskeys.generate_tls_key(self.settings.key_type)
+        key_pem = tlskeys.key_to_pem(key)
+        csr_pem = tlskeys.build_csr(key, self.settings.fqdn)
+        write_atomic(self._pending_key, key_pem, mode=0o600, keep_backup=False)
+        write_atomic(self._pending_csr, csr_pem, mode=0o600, keep_backup=False)
+        return key_pem, csr_pem
+
+
+def _raw(b64: str) -> bytes:
+    import base64
+
+    return base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4))

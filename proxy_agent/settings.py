@@ -1,0 +1,39 @@
+"""The proxy agent's settings: proxy.toml read once, typed, with the host's paths."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wsproxy_agent import config
+from wsproxy_agent.paths import HostPaths
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    paths: HostPaths
+    fqdn: str
+    port: int
+    engine: str
+    engine_curve_key: str
+    engine_fingerprint: str
+    engine_identity_key: str
+    key_type: str
+    service_restart_command: list[str]
+    service_check_command: list[str]
+    command_timeout: int
+    freshness_window: int
+    service_owner: str
+    heartbeat_interval: int
+
+    @classmethod
+    def load(cls, root: str | Path) -> ProxySettings:
+        paths = HostPaths.under(root)
+        try:
+            values: dict[str, Any] = config.load(paths.proxy_toml, config.PROXY_DEFAULTS)
+        except FileNotFoundError:
+            raise config.ConfigError(
+                f"{paths.proxy_toml} is missing; run 'wsproxy-agent proxy join' first."
+            ) from None
+        return cls(paths=paths, **values)

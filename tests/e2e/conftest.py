@@ -1,0 +1,249 @@
+"""Two hosts in two roots, real daemons in real processes, stand-in commands that record.
+
+The engine daemon listens on loopback TCP with CurveZMQ on; every command goes through
+``python -m wsproxy_agent`` exactly as an administrator would type it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+STANDINS = Path(__file__).resolve().parents[1] / "standins"
+ENGINE_FQDN = "engine.e2e.test"
+PROXY_FQDN = "proxy.e2e.test"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Standin:
+    path: Path
+
+    @property
+    def calls(self) -> list[tuple[float, list[str]]]:
+        log = self.path.with_name(self.path.name + ".calls")
+        if not log.exists():
+            return []
+        out = []
+        for line in log.read_text().splitlines():
+            ts, *args = line.split("\t")
+            out.append((float(ts), args))
+        return out
+
+    def fail(self, message: str = "stand-in told to fail") -> None:
+        self.path.with_name(self.path.name + ".fail").write_text(message + "\n")
+
+    def hang(self) -> None:
+        self.path.with_name(self.path.name + ".hang").write_text("")
+
+    def heal(self) -> None:
+        for suffix in (".fail", ".hang"):
+            self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
+
+
+@dataclass
+class Hosts:
+    top: Path
+    engine: Path
+    proxy: Path
+    port: int
+    engine_config: Standin
+    systemctl_engine: Standin
+    systemctl_proxy: Standin
+    daemons: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def cli(
+        self, root: Path, *args: str, timeout: float = 90, check: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "wsproxy_agent", "--root", str(root), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check:
+            assert proc.returncode == 0, f"{args}: {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        return proc
+
+    def cli_background(self, root: Path, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "wsproxy_agent", "--root", str(root), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def engine_init(self) -> None:
+        self.cli(
+            self.engine,
+            "engine",
+            "init",
+            "--create-ca",
+            "--ca-subject",
+            "/C=US/O=E2E",
+            "--fqdn",
+            ENGINE_FQDN,
+            "--listen",
+            f"tcp://127.0.0.1:{self.port}",
+            "--advertise",
+            f"127.0.0.1:{self.port}",
+            check=True,
+        )
+
+    def start_engine(self) -> subprocess.Popen[bytes]:
+        log = (self.top / "engine.log").open("ab")
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "wsproxy_agent",
+                "--root",
+                str(self.engine),
+                "--log-format",
+                "json",
+                "engine",
+                "run",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.daemons.append(proc)
+        wait_for(
+            lambda: self.cli(self.engine, "status", "--json").stdout.count('"running (pid') == 1,
+            "the engine daemon to answer on its control socket",
+        )
+        return proc
+
+    def kill_engine(self, proc: subprocess.Popen[bytes]) -> None:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+
+    def token(self, *extra: str, proxy: str = PROXY_FQDN) -> str:
+        out = self.cli(self.engine, "token", "create", "--proxy", proxy, *extra, check=True).stdout
+        return out.strip().splitlines()[-1]
+
+    def join(
+        self, join_string: str, *extra: str, root: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return self.cli(
+            root or self.proxy,
+            "proxy",
+            "join",
+            join_string,
+            "--fqdn",
+            PROXY_FQDN,
+            "--timeout",
+            "30",
+            *extra,
+        )
+
+    def registry(self) -> list[dict[str, object]]:
+        db = sqlite3.connect(self.engine / "var/lib/wsproxy-agent/registry.sqlite")
+        db.row_factory = sqlite3.Row
+        try:
+            return [dict(r) for r in db.execute("SELECT * FROM proxies ORDER BY fqdn")]
+        finally:
+            db.close()
+
+    def audit(self) -> list[dict[str, object]]:
+        db = sqlite3.connect(self.engine / "var/lib/wsproxy-agent/registry.sqlite")
+        db.row_factory = sqlite3.Row
+        try:
+            return [dict(r) for r in db.execute("SELECT * FROM audit ORDER BY seq")]
+        finally:
+            db.close()
+
+    def key_list(self) -> list[dict[str, object]]:
+        return json.loads(self.cli(self.engine, "keys", "list", "--json", check=True).stdout)
+
+    def engine_log(self) -> str:
+        path = self.top / "engine.log"
+        return path.read_text() if path.exists() else ""
+
+    def proxy_file(self, rel: str) -> Path:
+        return self.proxy / rel
+
+
+def wait_for(predicate, what: str, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def _standin(bin_dir: Path, source: str, name: str) -> Standin:
+    target = bin_dir / name
+    shutil.copy(STANDINS / source, target)
+    return Standin(target)
+
+
+@pytest.fixture
+def hosts() -> Iterator[Hosts]:
+    # Short paths: ipc:// socket paths must stay under the kernel's 108-byte limit.
+    top = Path(tempfile.mkdtemp(prefix="wse2e-", dir="/tmp"))
+    engine, proxy, bin_dir = top / "e", top / "p", top / "bin"
+    for d in (engine / "etc/wsproxy-agent", proxy / "etc/wsproxy-agent", bin_dir):
+        d.mkdir(parents=True)
+    h = Hosts(
+        top=top,
+        engine=engine,
+        proxy=proxy,
+        port=free_port(),
+        engine_config=_standin(bin_dir, "engine-config", "engine-config"),
+        systemctl_engine=_standin(bin_dir, "recorder", "systemctl-engine"),
+        systemctl_proxy=_standin(bin_dir, "recorder", "systemctl-proxy"),
+    )
+    (engine / "etc/wsproxy-agent/engine.toml").write_text(
+        f'engine_config_command = ["{h.engine_config.path}"]\n'
+        f'engine_restart_command = ["{h.systemctl_engine.path}", "restart", "ovirt-engine.service"]\n'
+        "command_timeout = 5\n"
+    )
+    (proxy / "etc/wsproxy-agent/proxy.toml").write_text(
+        f'service_restart_command = ["{h.systemctl_proxy.path}", "restart", "ovirt-websocket-proxy.service"]\n'
+        f'service_check_command = ["{h.systemctl_proxy.path}", "is-active", "ovirt-websocket-proxy.service"]\n'
+        "command_timeout = 5\n"
+    )
+    try:
+        yield h
+    finally:
+        for proc in h.daemons:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in h.daemons:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        # A hung stand-in lives in its own process group; do not leave it behind.
+        subprocess.run(["pkill", "-f", str(bin_dir)], check=False)
+        if os.environ.get("WSPROXY_KEEP_E2E"):
+            print(f"kept {top}")
+        else:
+            shutil.rmtree(top, ignore_errors=True)
+
+
+@pytest.fixture
+def running(hosts: Hosts) -> Hosts:
+    hosts.engine_init()
+    hosts.start_engine()
+    return hosts

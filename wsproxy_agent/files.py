@@ -1,0 +1,162 @@
+"""Atomic file writing for both agents (DESIGN §5 step 3).
+
+A file is written to a temporary name in its own directory, synced, given its mode and
+owner, and renamed over the target, so a reader (or a crash) sees the old file or the new
+one, never half of either. The temporary file is created with its final mode, so a secret
+is never readable by others, not even for a moment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import pwd
+import secrets
+from pathlib import Path
+
+_BACKUP_MODE = 0o600
+_DIR_MODE = 0o755
+
+
+class InstallError(Exception):
+    """A file could not be written; ``sentence`` says why and what to do."""
+
+    def __init__(self, sentence: str) -> None:
+        super().__init__(sentence)
+        self.sentence = sentence
+
+
+def _sentence(exc: OSError, path: Path) -> str:
+    where = path.parent
+    if exc.errno == errno.ENOSPC:
+        return (
+            f"No space left on {where} while writing {path}; the old file is unchanged. "
+            "Free space and retry."
+        )
+    if exc.errno == errno.EDQUOT:
+        return (
+            f"The disk quota on {where} is used up while writing {path}; the old file is "
+            "unchanged. Free space or raise the quota and retry."
+        )
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return (
+            f"Permission denied writing {path}; the old file is unchanged. Run the agent as "
+            f"root or let it write to {where}."
+        )
+    if exc.errno == errno.EROFS:
+        return f"{where} is on a read-only file system; {path} was not written. Remount it read-write and retry."
+    return f"Could not write {path}: {exc.strerror or exc}; the old file is unchanged."
+
+
+def _owner_ids(owner: str | None) -> tuple[int, int] | None:
+    if owner is None:
+        return None
+    try:
+        entry = pwd.getpwnam(owner)
+    except KeyError:
+        return None  # a host without that user (e.g. a test box) keeps root's ownership
+    return entry.pw_uid, entry.pw_gid
+
+
+def _write_temp(directory: Path, name: str, data: bytes, mode: int, owner: str | None) -> Path:
+    """Write ``data`` to a new, synced temp file in ``directory``; remove it on any failure."""
+    tmp = directory / f".{name}.tmp-{secrets.token_hex(6)}"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    fd = os.open(tmp, flags, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        ids = _owner_ids(owner)
+        if ids is not None:
+            try:
+                os.fchown(fd, *ids)
+            except PermissionError:
+                if os.geteuid() == 0:
+                    raise
+        # umask may have narrowed the mode at creation; set it exactly.
+        os.fchmod(fd, mode)
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    os.close(fd)
+    return tmp
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(
+    path: Path,
+    data: bytes,
+    *,
+    mode: int = 0o600,
+    owner: str | None = None,
+    keep_backup: bool = True,
+) -> None:
+    """Replace ``path`` with ``data`` atomically; on failure the old file stays as it was.
+
+    With ``keep_backup`` the old content is kept as ``<name>.bak`` (mode 0600: the old file
+    may have been a key).
+    """
+    path = Path(path)
+    directory = path.parent
+    temps: list[Path] = []
+    try:
+        directory.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+        temps.append(_write_temp(directory, path.name, data, mode, owner))
+        if keep_backup and path.is_file():
+            # A copy, not a hard link: the backup must not share the live file's mode.
+            backup = path.with_name(path.name + ".bak")
+            old = _write_temp(directory, backup.name, path.read_bytes(), _BACKUP_MODE, None)
+            temps.append(old)
+            os.replace(old, backup)
+            temps.remove(old)
+        os.replace(temps[0], path)
+        temps.clear()
+    except OSError as exc:
+        for tmp in temps:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise InstallError(_sentence(exc, path)) from exc
+    try:
+        _fsync_dir(directory)
+    except OSError as exc:
+        raise InstallError(
+            f"{path} was replaced but {directory} could not be synced ({exc.strerror}); "
+            "a power cut now could lose the change. Check the disk."
+        ) from exc
+
+
+def ensure_dir(path: Path, mode: int) -> None:
+    """``mkdir -p`` and then set the leaf's mode (mkdir's mode is narrowed by umask)."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        os.chmod(path, mode)
+    except OSError as exc:
+        raise InstallError(
+            f"Could not create the directory {path}: {exc.strerror or exc}. "
+            "Run the agent as root or create it by hand."
+        ) from exc
+
+
+def sha256_file(path: Path) -> str | None:
+    """The file's SHA-256 in hex, or None when it does not exist."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 16), b""):
+                digest.update(block)
+    except FileNotFoundError:
+        return None
+    return digest.hexdigest()

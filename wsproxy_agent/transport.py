@@ -1,0 +1,104 @@
+"""ZeroMQ plumbing both daemons share: CurveZMQ keys and the sockets they open.
+
+Curve encrypts and authenticates the server: a proxy that pins the engine's Curve key
+refuses an impostor during the handshake, before any message. Who a *proxy* is, is
+decided by the Ed25519 signature on each message, so the server accepts any Curve client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import zmq
+from zmq.utils import z85
+
+from wsproxy_agent.files import write_atomic
+
+Socket = zmq.Socket[Any]
+Context = zmq.Context[Any]
+
+# Frames above this are dropped by libzmq before they reach our decoder.
+MAX_WIRE_MESSAGE = 1024 * 1024 + 4096
+HEARTBEAT_MS = 5_000
+RECONNECT_MS = 500
+RECONNECT_MAX_MS = 15_000
+
+
+def generate_curve_keys(public_path: Path, secret_path: Path) -> bytes:
+    public, secret = zmq.curve_keypair()
+    write_atomic(secret_path, secret + b"\n", mode=0o600, keep_backup=False)
+    write_atomic(public_path, public + b"\n", mode=0o644, keep_backup=False)
+    return public
+
+
+def read_curve_key(path: Path) -> bytes:
+    key = path.read_bytes().strip()
+    if len(key) != 40:
+        raise ValueError(f"{path} does not hold a Z85 Curve key.")
+    return key
+
+
+def curve_to_raw(z85_key: bytes) -> bytes:
+    return z85.decode(z85_key)
+
+
+def curve_from_raw(raw: bytes) -> bytes:
+    return z85.encode(raw)
+
+
+def _common(sock: Socket) -> None:
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.MAXMSGSIZE, MAX_WIRE_MESSAGE)
+    sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_MS * 3)
+    sock.setsockopt(zmq.HANDSHAKE_IVL, 10_000)
+    sock.setsockopt(zmq.IPV6, 1)
+
+
+def server(ctx: Context, endpoint: str, secret: bytes | None) -> Socket:
+    """The engine's ROUTER. ``secret`` None turns Curve off (benchmarks, never defaults)."""
+    sock: Socket = ctx.socket(zmq.ROUTER)
+    _common(sock)
+    sock.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnecting proxy takes its routing id back
+    if secret is not None:
+        sock.curve_server = True
+        sock.curve_secretkey = secret
+    sock.bind(endpoint)
+    return sock
+
+
+def client(ctx: Context, endpoint: str, server_public: bytes | None) -> Socket:
+    """A proxy's DEALER, pinned to the engine's Curve key. Backoff is libzmq's reconnect."""
+    sock: Socket = ctx.socket(zmq.DEALER)
+    _common(sock)
+    sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
+    sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_MAX_MS)
+    sock.setsockopt(zmq.IMMEDIATE, 1)  # queue nothing for a peer whose handshake failed
+    if server_public is not None:
+        public, secret = zmq.curve_keypair()
+        sock.curve_serverkey = server_public
+        sock.curve_publickey = public
+        sock.curve_secretkey = secret
+    sock.connect(endpoint)
+    return sock
+
+
+def tcp_endpoint(address: str) -> str:
+    """'host:port' or '[v6]:port' to a ZeroMQ TCP endpoint."""
+    return address if address.startswith("tcp://") else f"tcp://{address}"
+
+
+def ipc_endpoint(path: Path) -> str:
+    return f"ipc://{path}"
+
+
+def bind_private_ipc(sock: Socket, path: Path) -> None:
+    """Bind a control socket only its owner can reach: 0700 dir, 0600 socket file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    sock.bind(ipc_endpoint(path))
+    path.chmod(0o600)
