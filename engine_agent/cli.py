@@ -85,7 +85,7 @@ def engine_init(
     elif not existing["advertise"]:
         port = (listen or existing["listen"]).rsplit(":", 1)[-1]
         overrides["advertise"] = f"{engine_fqdn}:{port}"
-    if not paths.engine_toml.exists():
+    if "signer" not in config.keys_set_in(paths.engine_toml):
         overrides["signer"] = signer.default_signer_kind(paths)
     settings = config.merge_and_write(paths.engine_toml, config.ENGINE_DEFAULTS, overrides)
     registry = Registry(paths.registry)

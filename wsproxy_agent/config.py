@@ -104,6 +104,16 @@ def load_existing(path: Path, defaults: Mapping[str, Any]) -> dict[str, Any]:
         return dict(defaults)
 
 
+def keys_set_in(path: Path) -> set[str]:
+    """The keys a site wrote into the file itself (not filled from defaults)."""
+    try:
+        return set(tomllib.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        return set()
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path} cannot be read as TOML: {exc}") from exc
+
+
 def merge_and_write(
     path: Path, defaults: Mapping[str, Any], overrides: Mapping[str, Any]
 ) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import time
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from tests.e2e.conftest import PROXY_FQDN, Hosts, wait_for
+from tests.e2e.conftest import PROXY_FQDN, STANDINS, Hosts, wait_for
 
 KEY = "etc/pki/ovirt-engine/keys/websocket-proxy.key.nopass"
 CERT = "etc/pki/ovirt-engine/certs/websocket-proxy.cer"
@@ -266,3 +266,28 @@ def test_no_activate_token_leaves_engine_alone(running: Hosts) -> None:
     assert "not switched over" in result.stdout
     assert h.engine_config.calls == []
     assert h.registry()[0]["state"] == "enrolled"
+
+
+def test_ovirt_signer_keeps_ovirts_ca_database(hosts: Hosts) -> None:
+    """With oVirt's pki-enroll-request.sh present, init picks it and enrollment goes through it."""
+    import shutil
+
+    h = hosts
+    script = h.engine / "usr/share/ovirt-engine/bin/pki-enroll-request.sh"
+    script.parent.mkdir(parents=True)
+    shutil.copy(STANDINS / "pki-enroll-request.sh", script)
+    h.engine_init()
+    assert 'signer = "ovirt"' in (h.engine / "etc/wsproxy-agent/engine.toml").read_text()
+    h.start_engine()
+    result = h.join(h.token())
+    assert result.returncode == 0, result.stdout + result.stderr
+    calls = (script.parent / "pki-enroll-request.sh.calls").read_text().splitlines()
+    assert len(calls) == 1
+    assert (
+        f"--name=websocket-proxy-{PROXY_FQDN}" in calls[0] and f"--san=DNS:{PROXY_FQDN}" in calls[0]
+    )
+    issued = h.engine / f"etc/pki/ovirt-engine/certs/websocket-proxy-{PROXY_FQDN}.cer"
+    delivered = x509.load_pem_x509_certificate(h.proxy_file(CERT).read_bytes())
+    assert (
+        x509.load_pem_x509_certificate(issued.read_bytes()).serial_number == delivered.serial_number
+    )

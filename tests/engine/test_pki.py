@@ -1,0 +1,487 @@
+"""engine_agent.pki: creating and adopting oVirt's PKI, checking CSRs, the certificate profile.
+
+Certificates are checked field by field with cryptography and, independently, with the real
+``openssl`` binary. The helpers at the top are shared with test_signer.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import re
+import shutil
+import stat
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
+from hypothesis import given
+from hypothesis import strategies as st
+
+from engine_agent.pki import (
+    CertificateAuthority,
+    PkiError,
+    check_csr,
+    create_ca,
+    format_subject,
+    ignored_requests,
+    issue_certificate,
+    load_ca,
+    load_engine_cert,
+    parse_subject,
+)
+from protocol.errors import BadRequest
+from wsproxy_agent.paths import HostPaths
+
+# Real time, because `openssl verify` checks validity against the real clock.
+NOW = datetime.now(UTC).replace(microsecond=0)
+CA_SUBJECT = "/C=US/O=Example Test"
+ENGINE = "engine.example.test"
+PROXY = "proxy.example.test"
+PEM = serialization.Encoding.PEM
+
+
+# Shared helpers
+
+
+@functools.cache
+def rsa_key(bits: int = 2048) -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
+
+
+def make_csr(key, cn: str = PROXY, extensions=()) -> bytes:
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    )
+    for ext, critical in extensions:
+        builder = builder.add_extension(ext, critical=critical)
+    algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    return builder.sign(key, algorithm).public_bytes(PEM)
+
+
+def copy_root(pristine: Path, tmp_path: Path) -> HostPaths:
+    """A fresh root holding a copy of one CA: 3072-bit keys are too slow to make per test."""
+    root = tmp_path / "root"
+    shutil.copytree(pristine, root)
+    return HostPaths.under(root)
+
+
+def openssl(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["openssl", *args], input=input, capture_output=True, text=True, timeout=30
+    )
+
+
+def openssl_verify(paths: HostPaths, cert: x509.Certificate) -> None:
+    leaf = paths.root / "leaf.pem"
+    leaf.write_bytes(cert.public_bytes(PEM))
+    for purpose in ("sslserver", "sslclient"):
+        done = openssl("verify", "-CAfile", str(paths.ca_cert), "-purpose", purpose, str(leaf))
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert done.stdout.strip().endswith(": OK")
+
+
+def assert_profile(cert: x509.Certificate, ca_cert: x509.Certificate, fqdn: str, *, ovirt=False):
+    """DESIGN §6, extension by extension.
+
+    ``ovirt=True`` for certificates from oVirt's own script (our stand-in runs its openssl
+    config): it leaves basicConstraints non-critical; everything else must be the same.
+    """
+    assert cert.subject.rfc4514_string() == f"CN={fqdn},O=Example Test,C=US"
+    assert cert.issuer == ca_cert.subject
+    assert cert.signature_hash_algorithm is not None
+    assert cert.signature_hash_algorithm.name == "sha256"
+    assert cert.serial_number > 0 and cert.serial_number.bit_length() <= 128
+    exts = cert.extensions
+    assert {e.oid for e in exts} == {
+        ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
+        ExtensionOID.BASIC_CONSTRAINTS,
+        ExtensionOID.KEY_USAGE,
+        ExtensionOID.EXTENDED_KEY_USAGE,
+        ExtensionOID.SUBJECT_KEY_IDENTIFIER,
+        ExtensionOID.AUTHORITY_KEY_IDENTIFIER,
+    }
+    san = exts.get_extension_for_class(x509.SubjectAlternativeName)
+    assert list(san.value) == [x509.DNSName(fqdn)] and not san.critical
+    bc = exts.get_extension_for_class(x509.BasicConstraints)
+    assert bc.value.ca is False and bc.value.path_length is None
+    assert bc.critical is (not ovirt)
+    ku = exts.get_extension_for_class(x509.KeyUsage)
+    assert ku.critical
+    assert ku.value.digital_signature and ku.value.key_encipherment
+    assert not (
+        ku.value.content_commitment
+        or ku.value.data_encipherment
+        or ku.value.key_agreement
+        or ku.value.key_cert_sign
+        or ku.value.crl_sign
+    )
+    eku = exts.get_extension_for_class(x509.ExtendedKeyUsage)
+    assert eku.critical
+    assert list(eku.value) == [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    ski = exts.get_extension_for_class(x509.SubjectKeyIdentifier)
+    assert ski.value == x509.SubjectKeyIdentifier.from_public_key(cert.public_key())
+    assert not ski.critical
+    aki = exts.get_extension_for_class(x509.AuthorityKeyIdentifier)
+    ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    assert aki.value.key_identifier == ca_ski.digest and not aki.critical
+
+    text = openssl("x509", "-text", "-noout", input=cert.public_bytes(PEM).decode()).stdout
+    assert "CA:FALSE" in text
+    assert "TLS Web Server Authentication, TLS Web Client Authentication" in text
+    assert "Digital Signature, Key Encipherment" in text
+
+
+# Fixtures
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("pristine")
+    create_ca(HostPaths.under(root), ca_subject=CA_SUBJECT, engine_fqdn=ENGINE, now=NOW)
+    return root
+
+
+@pytest.fixture
+def paths(pristine, tmp_path) -> HostPaths:
+    return copy_root(pristine, tmp_path)
+
+
+@pytest.fixture
+def ca(paths) -> CertificateAuthority:
+    return load_ca(paths)
+
+
+# create_ca
+
+
+def test_create_ca_lays_out_files_as_ovirt_does(tmp_path):
+    paths = HostPaths.under(tmp_path)
+    create_ca(paths, ca_subject=CA_SUBJECT, engine_fqdn=ENGINE, now=NOW)
+
+    def mode(p: Path) -> int:
+        return stat.S_IMODE(p.stat().st_mode)
+
+    assert mode(paths.ca_cert) == 0o644
+    assert mode(paths.ca_key.parent) == 0o700
+    assert mode(paths.ca_key) == 0o600
+    assert mode(paths.engine_cert) == 0o644
+    assert mode(paths.engine_key) == 0o600
+    assert mode(paths.engine_p12) == 0o600
+    assert paths.requests_dir.is_dir() and not any(paths.requests_dir.iterdir())
+    # Nothing else: no temp files left behind.
+    files = sorted(str(p.relative_to(paths.pki_dir)) for p in paths.pki_dir.rglob("*"))
+    assert files == [
+        "ca.pem",
+        "certs",
+        "certs/engine.cer",
+        "keys",
+        "keys/engine.p12",
+        "keys/engine_id_rsa",
+        "private",
+        "private/ca.pem",
+        "requests",
+    ]
+    assert paths.ca_key.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")  # PKCS#8, clear
+
+    ca = load_ca(paths)
+    assert ca.key.key_size == 3072
+    bc = ca.cert.extensions.get_extension_for_class(x509.BasicConstraints)
+    assert bc.value.ca and bc.critical
+    ku = ca.cert.extensions.get_extension_for_class(x509.KeyUsage)
+    assert ku.critical and ku.value.key_cert_sign and ku.value.crl_sign
+    # No CN given: oVirt's style, "<engine fqdn>.<5 digits>".
+    assert re.fullmatch(
+        r"CN=engine\.example\.test\.\d{5},O=Example Test,C=US", ca.cert.subject.rfc4514_string()
+    )
+    assert ca.cert.not_valid_before_utc == NOW - timedelta(days=1)
+    assert ca.cert.not_valid_after_utc == NOW + timedelta(days=3650)
+
+
+def test_create_ca_keeps_a_given_cn(tmp_path):
+    paths = HostPaths.under(tmp_path)
+    create_ca(paths, ca_subject="/C=US/O=Example Test/CN=Test CA", engine_fqdn=ENGINE, now=NOW)
+    assert load_ca(paths).cert.subject.rfc4514_string() == "CN=Test CA,O=Example Test,C=US"
+
+
+def test_create_ca_never_overwrites_a_ca(paths):
+    before = paths.ca_cert.read_bytes(), paths.ca_key.read_bytes()
+    with pytest.raises(PkiError, match="never overwritten") as exc:
+        create_ca(paths, ca_subject=CA_SUBJECT, engine_fqdn=ENGINE, now=NOW)
+    assert str(paths.ca_cert) in exc.value.sentence
+    assert (paths.ca_cert.read_bytes(), paths.ca_key.read_bytes()) == before
+
+
+def test_create_ca_refuses_a_lone_ca_key(paths):
+    paths.ca_cert.unlink()
+    key = paths.ca_key.read_bytes()
+    with pytest.raises(PkiError, match=re.escape(str(paths.ca_key))):
+        create_ca(paths, ca_subject=CA_SUBJECT, engine_fqdn=ENGINE, now=NOW)
+    assert paths.ca_key.read_bytes() == key
+
+
+def test_engine_cert_verifies_with_openssl_and_has_the_profile(paths, ca):
+    engine = load_engine_cert(paths)
+    openssl_verify(paths, engine)
+    assert_profile(engine, ca.cert, ENGINE)
+    assert engine.not_valid_after_utc == NOW + timedelta(days=398)
+    key = serialization.load_pem_private_key(paths.engine_key.read_bytes(), None)
+    assert key.public_key() == engine.public_key()
+
+
+def test_engine_p12_opens_with_ovirts_password(paths):
+    p12 = pkcs12.load_pkcs12(paths.engine_p12.read_bytes(), b"mypass")
+    assert p12.cert is not None and p12.cert.certificate == load_engine_cert(paths)
+    assert p12.cert.friendly_name == b"1"  # oVirt's ENGINE_PKI_ENGINE_STORE_ALIAS
+    assert p12.key is not None
+    assert p12.key.public_key() == p12.cert.certificate.public_key()
+    done = openssl(
+        "pkcs12", "-in", str(paths.engine_p12), "-passin", "pass:mypass", "-nokeys", "-clcerts"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "BEGIN CERTIFICATE" in done.stdout
+    assert openssl("pkcs12", "-in", str(paths.engine_p12), "-passin", "pass:wrong").returncode
+
+
+# Subjects
+
+
+def test_parse_and_format_subject():
+    text = "/C=US/ST=Region/L=Town/O=Example/OU=Virt/CN=x/emailAddress=a@b.test/DC=example"
+    name = parse_subject(text)
+    assert name.rfc4514_string() == (
+        "DC=example,1.2.840.113549.1.9.1=a@b.test,CN=x,OU=Virt,O=Example,L=Town,ST=Region,C=US"
+    )
+    assert format_subject(name) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("/C=US/XX=1", "'XX' is unknown"),
+        ("C=US/O=x", "must start with '/'"),
+        ("/C=US/O", "not KEY=value"),
+        ("/C=US/O=", "not KEY=value"),
+        ("/C=USA", "invalid"),
+    ],
+)
+def test_parse_subject_refuses(text, words):
+    with pytest.raises(PkiError, match=re.escape(words)):
+        parse_subject(text)
+
+
+def test_format_subject_refuses_a_slash_in_a_value():
+    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "A/B")])
+    with pytest.raises(PkiError, match="contains '/'"):
+        format_subject(name)
+
+
+_values = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E, exclude_characters="/"))
+
+
+@given(st.lists(st.tuples(st.sampled_from(["ST", "L", "O", "OU", "CN", "DC"]), _values)))
+def test_subject_round_trip(parts):
+    parts = [(k, v) for k, v in parts if v]
+    text = "/" + "/".join(f"{k}={v}" for k, v in parts)
+    if not parts:
+        return
+    assert format_subject(parse_subject(text)) == text
+
+
+# load_ca
+
+
+def test_load_ca_adopts_a_matching_pair(paths):
+    ca = load_ca(paths)
+    assert ca.cert.public_bytes(PEM) == paths.ca_cert.read_bytes()
+    assert ca.key.public_key() == ca.cert.public_key()
+
+
+def test_load_ca_refuses_a_missing_ca(tmp_path):
+    with pytest.raises(PkiError, match="is missing; run 'wsproxy-agent engine init'"):
+        load_ca(HostPaths.under(tmp_path))
+
+
+def test_load_ca_refuses_a_key_of_another_ca(paths):
+    paths.ca_key.write_bytes(
+        rsa_key().private_bytes(
+            PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    with pytest.raises(PkiError, match="does not belong to"):
+        load_ca(paths)
+
+
+def test_load_ca_refuses_a_certificate_that_is_no_ca(paths):
+    # A matching pair, but the engine's: CA:FALSE.
+    shutil.copy(paths.engine_cert, paths.ca_cert)
+    shutil.copy(paths.engine_key, paths.ca_key)
+    with pytest.raises(PkiError, match="not a CA certificate"):
+        load_ca(paths)
+
+
+def test_load_ca_refuses_garbage(paths):
+    paths.ca_cert.write_text("not a certificate\n")
+    with pytest.raises(PkiError, match="is not a PEM certificate"):
+        load_ca(paths)
+
+
+# issue_certificate: the profile
+
+
+@pytest.mark.parametrize(
+    "key",
+    [rsa_key(), ec.generate_private_key(ec.SECP256R1())],
+    ids=["rsa-2048", "ec-p256"],
+)
+def test_issue_certificate_has_exactly_the_profile(paths, ca, key):
+    cert = issue_certificate(ca, key.public_key(), PROXY, now=NOW, lifetime_days=398)
+    assert_profile(cert, ca.cert, PROXY)
+    assert cert.public_key() == key.public_key()
+    assert cert.not_valid_before_utc == NOW - timedelta(days=1)
+    assert cert.not_valid_after_utc == NOW + timedelta(days=398)
+    openssl_verify(paths, cert)
+
+
+def test_issue_certificate_serials_are_random_and_at_most_128_bits(ca):
+    serials = {
+        issue_certificate(ca, rsa_key().public_key(), PROXY, now=NOW, lifetime_days=1).serial_number
+        for _ in range(20)
+    }
+    assert len(serials) == 20
+    assert all(0 < s < 2**128 for s in serials)
+    assert max(s.bit_length() for s in serials) > 120  # random, not counted
+
+
+def test_issue_certificate_refuses_a_bad_name(ca):
+    with pytest.raises(BadRequest):
+        issue_certificate(ca, rsa_key().public_key(), "../../etc", now=NOW, lifetime_days=1)
+
+
+# check_csr and ignored_requests
+
+
+def _flip_signature_byte(csr_pem: bytes) -> bytes:
+    der = bytearray(x509.load_pem_x509_csr(csr_pem).public_bytes(serialization.Encoding.DER))
+    der[-1] ^= 0x01  # the last byte is inside the signature BIT STRING
+    b64 = base64.encodebytes(bytes(der)).decode().replace("\n", "")
+    lines = "\n".join(b64[i : i + 64] for i in range(0, len(b64), 64))
+    return f"-----BEGIN CERTIFICATE REQUEST-----\n{lines}\n-----END CERTIFICATE REQUEST-----\n".encode()
+
+
+def _certificate_pem(paths: HostPaths) -> bytes:
+    return paths.engine_cert.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("make", "words"),
+    [
+        (lambda: b"hello", "is not a PEM CSR"),
+        (lambda: b"-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END", "is not a PEM CSR"),
+        (lambda: _flip_signature_byte(make_csr(rsa_key())), "signature does not verify"),
+        (lambda: make_csr(rsa_key(1024)), "carries a RSA-1024 key"),
+        (lambda: make_csr(ed25519.Ed25519PrivateKey.generate()), "carries a Ed25519 key"),
+        (lambda: make_csr(dsa.generate_private_key(1024)), "carries a DSA-1024 key"),
+        (lambda: make_csr(ec.generate_private_key(ec.SECP521R1())), "ECDSA secp521r1"),
+        (lambda: make_csr(ec.generate_private_key(ec.SECP256K1())), "ECDSA secp256k1"),
+        (lambda: make_csr(rsa_key()) + b"\n" * 16384, "at most 16384 are accepted"),
+    ],
+    ids=[
+        "garbage",
+        "bad-base64",
+        "bad-signature",
+        "rsa-1024",
+        "ed25519",
+        "dsa",
+        "p521",
+        "k256",
+        "oversize",
+    ],
+)
+def test_check_csr_refuses(make, words):
+    with pytest.raises(BadRequest, match=re.escape(words)) as exc:
+        check_csr(make(), PROXY)
+    if "key" in words or "ECDSA" in words:
+        # The sentence says what to do instead.
+        assert "RSA of 2048 bits or more, or ECDSA on P-256 or P-384" in exc.value.sentence
+
+
+def test_check_csr_refuses_a_certificate(paths):
+    with pytest.raises(BadRequest, match="is not a PEM CSR"):
+        check_csr(_certificate_pem(paths), PROXY)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [rsa_key(), ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP384R1())],
+    ids=["rsa-2048", "ec-p256", "ec-p384"],
+)
+def test_check_csr_accepts(key):
+    csr = check_csr(make_csr(key), PROXY)
+    assert csr.public_key() == key.public_key()
+    assert ignored_requests(csr, PROXY) == []
+
+
+def test_ignored_requests_names_what_the_profile_overrides():
+    greedy = make_csr(
+        rsa_key(),
+        cn="*.example.test",
+        extensions=[
+            (x509.BasicConstraints(ca=True, path_length=None), True),
+            (
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                True,
+            ),
+            (
+                x509.SubjectAlternativeName(
+                    [
+                        x509.DNSName(PROXY),
+                        x509.DNSName("*.example.test"),
+                        x509.DNSName("engine.example.test"),
+                    ]
+                ),
+                False,
+            ),
+            (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), False),
+        ],
+    )
+    assert ignored_requests(check_csr(greedy, PROXY), PROXY) == [
+        "subject CN=*.example.test",
+        "basicConstraints CA:TRUE",
+        "keyUsage digital_signature, key_cert_sign, crl_sign",
+        "subjectAltName DNS:*.example.test, DNS:engine.example.test",
+        "extendedKeyUsage codeSigning",
+    ]
+
+
+def test_ignored_requests_is_quiet_about_what_the_profile_grants_anyway():
+    modest = make_csr(
+        rsa_key(),
+        extensions=[
+            (x509.BasicConstraints(ca=False, path_length=None), True),
+            (x509.SubjectAlternativeName([x509.DNSName(PROXY)]), False),
+            (
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]
+                ),
+                False,
+            ),
+        ],
+    )
+    assert ignored_requests(check_csr(modest, PROXY), PROXY) == []
