@@ -40,11 +40,10 @@ class LazyGroup(click.Group):
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, help_text) for name, (_, _, help_text) in SUBCOMMANDS.items()]
-        rows += [
-            (name, cmd.get_short_help_str(60))
-            for name in super().list_commands(ctx)
-            if (cmd := super().get_command(ctx, name)) is not None
-        ]
+        for name in super().list_commands(ctx):
+            cmd = super().get_command(ctx, name)
+            if cmd is not None:
+                rows.append((name, cmd.get_short_help_str(60)))
         with formatter.section("Commands"):
             formatter.write_dl(sorted(rows))
 

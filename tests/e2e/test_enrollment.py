@@ -82,8 +82,22 @@ def test_token_join_installs_verified_files_and_switches_engine(running: Hosts) 
     )
 
     assert h.cli(h.engine, "status").returncode == 0
+    for root in (h.engine, h.proxy):
+        assert status_imports(root) == "[]"  # status stays off cryptography and structlog
     proxy_status = h.cli(h.proxy, "status")
     assert "The proxy daemon is not running" in proxy_status.stdout and proxy_status.returncode == 1
+
+
+def status_imports(root) -> str:  # type: ignore[no-untyped-def]
+    import sys
+
+    code = (
+        "import sys; from wsproxy_agent.cli import main\n"
+        "try:\n    main(['--root', sys.argv[1], 'status'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('cryptography', 'structlog')))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True, text=True)
+    return proc.stdout.strip().splitlines()[-1]
 
 
 def tls_handshake(h: Hosts, ca) -> None:  # type: ignore[no-untyped-def]
