@@ -7,6 +7,7 @@ the link (network), ``install`` (files), ``commands`` (the service restart).
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -135,7 +136,7 @@ class Join:
                     "No decision before --timeout; run the same join again to keep waiting.",
                     EXIT_TIMEOUT,
                 )
-            time.sleep(retry)
+            time.sleep(retry + random.uniform(0, 1))
 
     def _check(self, approved: Message, tls_key_pem: bytes) -> verify.Delivery:
         delivery = verify.check_delivery(

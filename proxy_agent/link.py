@@ -7,6 +7,7 @@ engine answers a repeated request with the same result, so retrying is safe.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -139,7 +140,8 @@ class EngineLink:
         """Send, wait for the reply bound to this request, resend until ``deadline``."""
         while True:
             request_id = self.send(msg_type, body)
-            attempt_end = min(time.monotonic() + attempt_s, deadline)
+            # Jitter, so proxies cut off together do not all come back in the same instant.
+            attempt_end = min(time.monotonic() + attempt_s * random.uniform(0.8, 1.2), deadline)
             while (left := attempt_end - time.monotonic()) > 0:
                 reply = self.receive(left)
                 if reply is not None and reply.answers(request_id):
