@@ -6,10 +6,7 @@ else here reads or writes files in oVirt's layout under ``HostPaths.pki_dir``.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import secrets
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -27,6 +24,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from protocol.errors import BadRequest
 from protocol.names import check_fqdn
+from wsproxy_agent.files import write_atomic
 from wsproxy_agent.paths import HostPaths
 
 # oVirt's engine.p12 password and key alias (ovirt-engine-setup: PKI_PASSWORD "mypass",
@@ -429,9 +427,9 @@ def create_ca(
         directory.mkdir(parents=True, exist_ok=True)
         directory.chmod(mode)
     pem = serialization.Encoding.PEM
-    write_atomic(paths.ca_key, _private_pem(ca_key), 0o600, overwrite=False)
-    write_atomic(paths.engine_key, _private_pem(engine_key), 0o600)
-    write_atomic(paths.engine_cert, engine_cert.public_bytes(pem), 0o644)
+    write_atomic(paths.ca_key, _private_pem(ca_key), mode=0o600, keep_backup=False, exclusive=True)
+    write_atomic(paths.engine_key, _private_pem(engine_key), mode=0o600, keep_backup=False)
+    write_atomic(paths.engine_cert, engine_cert.public_bytes(pem), mode=0o644, keep_backup=False)
     p12 = pkcs12.serialize_key_and_certificates(
         ENGINE_P12_ALIAS,
         engine_key,
@@ -439,9 +437,11 @@ def create_ca(
         None,
         serialization.BestAvailableEncryption(ENGINE_P12_PASSWORD),
     )
-    write_atomic(paths.engine_p12, p12, 0o600)
+    write_atomic(paths.engine_p12, p12, mode=0o600, keep_backup=False)
     # ca.pem last: its presence is what marks the PKI as complete.
-    write_atomic(paths.ca_cert, ca_cert.public_bytes(pem), 0o644, overwrite=False)
+    write_atomic(
+        paths.ca_cert, ca_cert.public_bytes(pem), mode=0o644, keep_backup=False, exclusive=True
+    )
 
 
 def _private_pem(key: rsa.RSAPrivateKey) -> bytes:
@@ -450,35 +450,3 @@ def _private_pem(key: rsa.RSAPrivateKey) -> bytes:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-
-
-def write_atomic(path: Path, data: bytes, mode: int, *, overwrite: bool = True) -> None:
-    """Write via a temp file in the same directory, so readers see all of it or none.
-
-    ``overwrite=False`` links instead of renaming: the link fails if the file appeared
-    meanwhile, so a CA is never replaced even by a racing second ``create_ca``.
-    """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                raise PkiError(
-                    f"{path} appeared while the CA was being created; it was left alone."
-                ) from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

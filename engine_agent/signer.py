@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 
 from engine_agent import pki
 from wsproxy_agent import commands
+from wsproxy_agent.files import write_atomic
 from wsproxy_agent.paths import HostPaths
 
 DEFAULT_LIFETIME_DAYS = 398
@@ -135,7 +136,12 @@ class OvirtSigner:
             with _flock(self.paths.requests_dir, self.lock_timeout):
                 # The re-encoded CSR, so the script signs exactly what check_csr accepted
                 # (no second PEM block or trailing bytes for openssl to read differently).
-                pki.write_atomic(request, csr.public_bytes(serialization.Encoding.PEM), 0o644)
+                write_atomic(
+                    request,
+                    csr.public_bytes(serialization.Encoding.PEM),
+                    mode=0o644,
+                    keep_backup=False,
+                )
                 before = _read_or_none(issued)
                 try:
                     commands.run(argv, timeout=self.timeout)

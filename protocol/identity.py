@@ -93,7 +93,11 @@ def public_from_pem(data: bytes) -> Ed25519PublicKey:
 
 
 def fingerprint(key: Ed25519PublicKey | Ed25519PrivateKey | bytes) -> str:
-    """``SHA256:<base64 without padding>`` over the raw public key, as OpenSSH prints."""
+    """``SHA256:<base64 without padding>`` of the 32 raw key bytes, in OpenSSH's form.
+
+    Only the form is OpenSSH's: ``ssh-keygen -l`` hashes the SSH wire blob of the key, so
+    it prints a different value for the same key.
+    """
     raw = key if isinstance(key, bytes) else public_raw(key)
     digest = hashlib.sha256(raw).digest()
     return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")

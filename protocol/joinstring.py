@@ -29,7 +29,8 @@ def b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
-def _unb64(text: str, what: str) -> bytes:
+def unb64(text: str, what: str) -> bytes:
+    """A 32-byte key from base64url; a damaged one is refused with a sentence."""
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
@@ -46,7 +47,7 @@ def format_engine_key(curve_key: bytes, identity_key: bytes) -> str:
 
 def parse_engine_key(text: str) -> tuple[bytes, bytes]:
     curve, _, ident = text.strip().partition(".")
-    return _unb64(curve, "engine key"), _unb64(ident, "engine key")
+    return unb64(curve, "engine key"), unb64(ident, "engine key")
 
 
 @dataclass(frozen=True)
@@ -99,8 +100,8 @@ def parse(text: str) -> JoinString:
     return JoinString(
         host=url.hostname,
         port=port or 6101,
-        curve_key=_unb64(curve, "engine key"),
-        pin=_unb64(pin, "engine pin"),
+        curve_key=unb64(curve, "engine key"),
+        pin=unb64(pin, "engine pin"),
         token=token,
         proxy_port=int(proxy_port) if proxy_port else None,
     )

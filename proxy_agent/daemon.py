@@ -44,8 +44,8 @@ class ProxyDaemon:
         s = self.settings
         link = EngineLink(
             address=s.engine,
-            curve_key=_raw(s.engine_curve_key),
-            engine_key=_raw(s.engine_identity_key),
+            curve_key=s.engine_curve_raw,
+            engine_key=s.engine_identity_raw,
             key=self.key,
             window_ms=s.freshness_window * 1000,
         )
@@ -94,9 +94,3 @@ class ProxyDaemon:
         if isinstance(request, dict) and request.get("op") == "ping":
             return {"ok": True, "pid": os.getpid(), "engine": self.settings.engine}
         return {"ok": False, "error": "unknown operation"}
-
-
-def _raw(b64: str) -> bytes:
-    import base64
-
-    return base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4))

@@ -74,8 +74,8 @@ class Join:
         s = self.settings
         link = EngineLink(
             address=s.engine,
-            curve_key=_raw(s.engine_curve_key) if self.options.curve else None,
-            engine_key=_raw(s.engine_identity_key),
+            curve_key=s.engine_curve_raw if self.options.curve else None,
+            engine_key=s.engine_identity_raw,
             key=key,
             window_ms=s.freshness_window * 1000,
         )
@@ -168,7 +168,7 @@ class Join:
             fqdn=self.settings.fqdn,
             port=self.settings.port,
             engine=self.settings.engine,
-            engine_fingerprint=identity.fingerprint(_raw(self.settings.engine_identity_key)),
+            engine_fingerprint=identity.fingerprint(self.settings.engine_identity_raw),
             serial=delivery.serial,
             not_after=int(delivery.not_after.timestamp()),
             subject=delivery.subject,
@@ -260,9 +260,3 @@ class Join:
         write_atomic(self._pending_key, key_pem, mode=0o600, keep_backup=False)
         write_atomic(self._pending_csr, csr_pem, mode=0o600, keep_backup=False)
         return key_pem, csr_pem
-
-
-def _raw(b64: str) -> bytes:
-    import base64
-
-    return base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4))

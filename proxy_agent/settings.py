@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from protocol.joinstring import unb64
 from wsproxy_agent import config
 from wsproxy_agent.paths import HostPaths
 
@@ -26,6 +27,14 @@ class ProxySettings:
     freshness_window: int
     service_owner: str
     heartbeat_interval: int
+
+    @property
+    def engine_curve_raw(self) -> bytes:
+        return unb64(self.engine_curve_key, f"engine_curve_key in {self.paths.proxy_toml}")
+
+    @property
+    def engine_identity_raw(self) -> bytes:
+        return unb64(self.engine_identity_key, f"engine_identity_key in {self.paths.proxy_toml}")
 
     @classmethod
     def load(cls, root: str | Path) -> ProxySettings:

@@ -52,7 +52,9 @@ def test_version() -> None:
 
 
 def test_console_script_runs_from_the_venv() -> None:
-    proc = subprocess.run([sys.executable, "-m", "wsproxy_agent", "--help"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "wsproxy_agent", "--help"], capture_output=True, text=True
+    )
     assert proc.returncode == 0 and "Usage:" in proc.stdout
 
 
@@ -89,5 +91,7 @@ def test_status_does_not_import_cryptography_or_structlog(tmp_path) -> None:  # 
         "try:\n    main(['--root', sys.argv[1], 'status'])\nexcept SystemExit:\n    pass\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('cryptography', 'structlog')))"
     )
-    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True
+    )
     assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout + proc.stderr

@@ -103,11 +103,13 @@ def write_atomic(
     mode: int = 0o600,
     owner: str | None = None,
     keep_backup: bool = True,
+    exclusive: bool = False,
 ) -> None:
     """Replace ``path`` with ``data`` atomically; on failure the old file stays as it was.
 
     With ``keep_backup`` the old content is kept as ``<name>.bak`` (mode 0600: the old file
-    may have been a key).
+    may have been a key). With ``exclusive`` an existing file is never replaced, not even
+    one that appears while we write (the final step is a link, which fails if it exists).
     """
     path = Path(path)
     directory = path.parent
@@ -115,15 +117,24 @@ def write_atomic(
     try:
         directory.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
         temps.append(_write_temp(directory, path.name, data, mode, owner))
-        if keep_backup and path.is_file():
+        if keep_backup and not exclusive and path.is_file():
             # A copy, not a hard link: the backup must not share the live file's mode.
             backup = path.with_name(path.name + ".bak")
             old = _write_temp(directory, backup.name, path.read_bytes(), _BACKUP_MODE, None)
             temps.append(old)
             os.replace(old, backup)
             temps.remove(old)
-        os.replace(temps[0], path)
+        if exclusive:
+            os.link(temps[0], path)
+            os.unlink(temps.pop())
+        else:
+            os.replace(temps[0], path)
         temps.clear()
+    except FileExistsError as exc:
+        for tmp in temps:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise InstallError(f"{path} already exists and was left alone.") from exc
     except OSError as exc:
         for tmp in temps:
             with contextlib.suppress(OSError):

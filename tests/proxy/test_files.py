@@ -200,3 +200,12 @@ def test_owner_that_exists_gets_the_file(tmp_path: Path) -> None:
     st = os.stat(tmp_path / "f")
     assert (st.st_uid, st.st_gid) == (nobody.pw_uid, nobody.pw_gid)
     assert stat.S_IMODE(st.st_mode) == 0o600
+
+
+def test_exclusive_never_replaces_an_existing_file(tmp_path: Path) -> None:
+    target = tmp_path / "ca.pem"
+    write_atomic(target, b"first", mode=0o644, keep_backup=False, exclusive=True)
+    with pytest.raises(InstallError, match="already exists"):
+        write_atomic(target, b"second", mode=0o644, keep_backup=False, exclusive=True)
+    assert target.read_bytes() == b"first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ca.pem"]  # no temp left behind
