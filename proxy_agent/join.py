@@ -176,8 +176,6 @@ class Join:
             installed_at=int(time.time()),
             enrollment=ProxyState.INSTALLED.value,
         )
-        for path in (self._pending_key, self._pending_csr):
-            path.unlink(missing_ok=True)
         self.say("files installed: " + ", ".join(str(p) for p in written))
 
     def _restart_service(self) -> str | None:
@@ -218,6 +216,9 @@ class Join:
             )
             raise Abort(f"The websocket proxy service did not restart: {failure}")
         activated = reply.flag("activated")
+        # Only now is the request finished: until here a re-run must ask with the same CSR.
+        for path in (self._pending_key, self._pending_csr):
+            path.unlink(missing_ok=True)
         self.machine.fire(ProxyEvent.GOT_ACTIVATED if activated else ProxyEvent.GOT_NOT_ACTIVATED)
         state.save(
             self.paths.proxy_state,

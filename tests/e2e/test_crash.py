@@ -64,3 +64,25 @@ def test_engine_killed_while_a_request_is_pending(hosts: Hosts) -> None:
     [row] = h.registry()
     assert row["state"] == "active"
     assert len([a for a in h.audit() if a["action"] == "sign"]) == 1
+
+
+def test_join_killed_after_install_can_simply_run_again(running: Hosts) -> None:
+    h = running
+    join_string = h.token()
+    h.systemctl_proxy.hang()  # the join will be restarting the proxy service when killed
+    join = h.cli_background(
+        h.proxy, "proxy", "join", join_string, "--fqdn", PROXY_FQDN, "--timeout", "60"
+    )
+    wait_for(lambda: len(h.systemctl_proxy.calls) >= 1, "the join to restart the proxy service")
+    join.kill()
+    join.wait(timeout=10)
+    [first] = h.registry()
+    h.systemctl_proxy.heal()
+
+    again = h.join(join_string)  # the same, now used, token: the same request, answered again
+    assert again.returncode == 0, again.stdout + again.stderr
+    [after] = h.registry()
+    assert after["serial"] == first["serial"] and after["state"] == "active"
+    delivered = (h.proxy / "etc/pki/ovirt-engine/certs/websocket-proxy.cer").read_text()
+    assert delivered == after["cert_pem"]
+    assert not list((h.proxy / "var/lib/wsproxy-agent").glob("pending-*"))
