@@ -36,7 +36,8 @@ class MessageType:
 PEM_MAX = 16 * 1024
 FQDN = Str(MAX_NAME, pattern=FQDN_PATTERN)
 PORT = Int(1, 65535)
-FINGERPRINT = Str(64, pattern=r"SHA256:[A-Za-z0-9+/]{43}")
+FINGERPRINT_PATTERN = r"SHA256:[A-Za-z0-9+/]{43}"
+FINGERPRINT = Str(64, pattern=FINGERPRINT_PATTERN)
 HEX_SERIAL = Str(64, pattern=r"[0-9a-f]{1,64}")
 SHA256_HEX = Str(64, pattern=r"[0-9a-f]{64}")
 REASON = Str(1000)

@@ -1,13 +1,12 @@
 """The join string: everything a proxy needs to find and trust the engine, on one line.
 
-    wsproxy://<token id>.<token secret>@<host>:<port>/?curve=<key>&pin=<digest>
+    wsproxy://<token id>.<token secret>@<host>:<port>/?curve=<key>&pin=<key>[&port=<n>]
 
 ``curve`` is the engine's CurveZMQ public key and ``pin`` its Ed25519 identity public key,
-both base64url without padding: the proxy refuses any other engine during the Curve
-handshake and verifies every reply against the pinned key; an optional ``port`` is the websocket proxy
-port the token was made for, so the string survives a shell, a chat
-window and a URL parser. Without a token (the Salt-style path) the same form is used
-with no ``token@`` part.
+both base64url without padding, so the string survives a shell, a chat window and a URL
+parser. The proxy refuses any other engine during the Curve handshake and verifies every
+reply against the pinned identity key. The optional ``port`` is the websocket proxy port
+the token was made for. Without a token (the Salt-style path) there is no ``token@`` part.
 """
 
 from __future__ import annotations

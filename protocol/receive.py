@@ -21,6 +21,7 @@ refused as a replay.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -38,6 +39,8 @@ from protocol.errors import (
     WrongRecipient,
 )
 from protocol.replay import SeenIds
+
+_FINGERPRINT = re.compile(catalogue.FINGERPRINT_PATTERN)
 
 KeyLookup = Callable[[str], Ed25519PublicKey | None]
 
@@ -102,12 +105,12 @@ class Receiver:
         except ProtocolError as exc:
             exc.authenticated = True
             raise
-        re = header["re"]
+        answers = header["re"]
         return Message(
             version=int(header["v"]),  # type: ignore[arg-type]
             type=msg_type.name,
             id=msg_id,
-            re=re if isinstance(re, bytes) else None,
+            re=answers if isinstance(answers, bytes) else None,
             ts=ts,
             sender=sender,
             recipient=self.own_fingerprint,
@@ -144,6 +147,9 @@ class Receiver:
             value = envelope[name]
             if isinstance(value, bool) or not isinstance(value, kinds):
                 raise BadRequest(f"Envelope field {name!r} has the wrong type.")
+        for name in ("from", "to"):
+            if _FINGERPRINT.fullmatch(str(envelope[name])) is None:
+                raise BadRequest(f"Envelope field {name!r} is not a key fingerprint (SHA256:...).")
         for name in ("id", "re"):
             value = envelope[name]
             if value is not None and len(value) != ID_SIZE:  # type: ignore[arg-type]

@@ -35,6 +35,8 @@ class SeenIds:
 
     def record(self, msg_id: bytes, ts: int, now_ms: int) -> None:
         self._expire(now_ms)
+        if msg_id in self._seen:
+            return
         while len(self._seen) >= self.capacity:
             oldest_ts, oldest_id = heapq.heappop(self._expiry)
             del self._seen[oldest_id]

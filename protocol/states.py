@@ -17,7 +17,7 @@ Engine side (one row of the registry, per proxy FQDN):
     NEW/any --request_with_token--> APPROVED       (a fresh token also replaces a lost key)
     INSTALLED --activated--> ACTIVE | --activation_failed--> ACTIVATION_FAILED
     INSTALLED --skip_activation--> ENROLLED;  ACTIVE --deactivate--> ENROLLED
-    PENDING --reject--> REJECTED;  any --revoke--> REVOKED
+    PENDING --reject--> REJECTED;  any but REVOKED --revoke--> REVOKED
 """
 
 from __future__ import annotations

@@ -1,0 +1,139 @@
+"""The seen-id cache: bounded memory, expiry with the window, and the horizon rule."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protocol import catalogue
+from protocol.catalogue import Role
+from protocol.errors import Replayed
+from protocol.replay import SeenIds
+
+
+def ident(n: int) -> bytes:
+    return n.to_bytes(16, "big")
+
+
+def test_flood_stays_within_capacity_and_never_lets_a_replay_through():
+    seen = SeenIds(window_ms=10**9, capacity=1000)
+    for n in range(50_000):
+        seen.check(ident(n), n, n)
+        seen.record(ident(n), n, n)
+        assert len(seen) <= 1000
+    assert len(seen) == 1000
+    now = 50_000
+    # Every id ever seen, evicted or not, is still refused while inside the window.
+    for n in range(50_000):
+        with pytest.raises(Replayed):
+            seen.check(ident(n), n, now)
+    assert seen.horizon_ms == 50_000 - 1000 - 1
+
+
+def test_eviction_moves_the_horizon_which_refuses_old_stamps():
+    seen = SeenIds(window_ms=10_000, capacity=3)
+    for n in range(4):
+        seen.record(ident(n), 100 + n, 200)
+    assert seen.horizon_ms == 100  # the evicted entry's timestamp
+    with pytest.raises(Replayed, match="already received"):
+        seen.check(ident(3), 103, 200)
+    with pytest.raises(Replayed, match="flood"):
+        seen.check(ident(0), 100, 200)  # evicted, refused by the horizon
+    with pytest.raises(Replayed, match="flood"):
+        seen.check(ident(99), 99, 200)  # a new id stamped before the horizon
+    seen.check(ident(99), 101, 200)  # a new id stamped after it is fine
+
+
+def test_entries_expire_with_the_window():
+    seen = SeenIds(window_ms=1000, capacity=10)
+    seen.record(ident(1), 0, 0)
+    with pytest.raises(Replayed):
+        seen.check(ident(1), 0, 1000)  # ts == now - window is still inside
+    assert len(seen) == 1
+    seen.check(ident(2), 1001, 1001)
+    assert len(seen) == 0  # ts < now - window: gone
+    seen.check(ident(1), 0, 1001)
+
+
+def test_future_stamped_entries_live_until_their_own_window_ends():
+    seen = SeenIds(window_ms=1000, capacity=10)
+    seen.record(ident(1), 1000, 0)  # the sender's clock is 1 s ahead
+    with pytest.raises(Replayed):
+        seen.check(ident(1), 1000, 2000)
+    seen.check(ident(2), 2001, 2001)
+    assert len(seen) == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    capacity=st.integers(1, 12),
+    steps=st.lists(
+        st.tuples(st.integers(0, 30), st.integers(-1500, 1500), st.integers(0, 400)),
+        max_size=50,
+    ),
+)
+def test_no_replay_inside_the_window_ever_passes(capacity, steps):
+    """Drive the cache as Receiver does; a replay (same id, same stamp) never passes.
+
+    A sender reusing an id with another stamp is not a replay (the stamp is signed), so
+    only exact repeats of an accepted (id, ts) are required to be refused.
+    """
+    window = 1000
+    seen = SeenIds(window, capacity)
+    accepted: set[tuple[bytes, int]] = set()
+    now = 10_000
+    for number, offset, advance in steps:
+        now += advance
+        msg_id, ts = ident(number), now + offset
+        if abs(now - ts) > window:
+            continue  # Receiver refuses it as expired before asking the cache
+        try:
+            seen.check(msg_id, ts, now)
+        except Replayed:
+            continue
+        assert (msg_id, ts) not in accepted
+        seen.record(msg_id, ts, now)
+        accepted.add((msg_id, ts))
+        assert len(seen) <= capacity
+        for old_id, old_ts in accepted:
+            if abs(now - old_ts) <= window:
+                with pytest.raises(Replayed):
+                    seen.check(old_id, old_ts, now)
+
+
+def test_receiver_under_flood(world):
+    receiver, _ = world.receiver(Role.ENGINE)
+    receiver.seen = SeenIds(receiver.window_ms, capacity=50)
+    now = world.now_ms
+    first = world.seal(Role.ENGINE, catalogue.HEARTBEAT, now_ms=now)
+    receiver.receive(first.frames, now)
+    for n in range(1, 200):
+        flood = world.seal(Role.ENGINE, catalogue.HEARTBEAT, now_ms=now + n)
+        receiver.receive(flood.frames, now + n)
+        assert len(receiver.seen) <= 50
+    now += 200
+    # The first message was evicted long ago; it is still refused as a replay.
+    with pytest.raises(Replayed):
+        receiver.receive(first.frames, now)
+    # A message stamped at or before the horizon cannot be proven fresh: refused too.
+    assert receiver.seen.horizon_ms is not None
+    stale = world.seal(Role.ENGINE, catalogue.HEARTBEAT, now_ms=receiver.seen.horizon_ms)
+    with pytest.raises(Replayed):
+        receiver.receive(stale.frames, now)
+    # A fresh message is accepted, and so is one after the window has moved on.
+    fresh = world.seal(Role.ENGINE, catalogue.HEARTBEAT, now_ms=now)
+    assert receiver.receive(fresh.frames, now).id == fresh.id
+    later = now + receiver.window_ms + 1
+    moved_on = world.seal(Role.ENGINE, catalogue.HEARTBEAT, now_ms=later)
+    assert receiver.receive(moved_on.frames, later).id == moved_on.id
+    assert len(receiver.seen) == 1
+
+
+def test_recording_an_id_twice_keeps_one_entry_and_expires_cleanly():
+    seen = SeenIds(window_ms=1_000, capacity=10)
+    seen.record(b"a" * 16, ts=0, now_ms=0)
+    seen.record(b"a" * 16, ts=0, now_ms=0)
+    assert len(seen) == 1
+    seen.check(b"b" * 16, ts=5_000, now_ms=5_000)  # expiry runs; a second entry would raise
+    assert len(seen) == 0
