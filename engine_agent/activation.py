@@ -11,15 +11,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from wsproxy_agent import commands
+from wsproxy_agent.errors import AgentError
 
 KEY = "WebSocketProxy"
 _VALUE = re.compile(rf"^{KEY}:\s*(?P<value>\S*)(?:\s+version:\s*\S+)?\s*$", re.MULTILINE)
 
 
-class ActivationFailed(Exception):
-    def __init__(self, sentence: str) -> None:
-        super().__init__(sentence)
-        self.sentence = sentence
+class ActivationFailed(AgentError):
+    """Switching the engine over failed: engine-config or the restart."""
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from protocol.errors import BadRequest
 from protocol.names import check_fqdn
+from wsproxy_agent.errors import AgentError
 from wsproxy_agent.files import write_atomic
 from wsproxy_agent.paths import HostPaths
 
@@ -75,12 +76,8 @@ PROFILE_EXTENDED_KEY_USAGE = x509.ExtendedKeyUsage(
 CAPrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 
-class PkiError(Exception):
+class PkiError(AgentError):
     """The PKI on disk cannot be used; ``sentence`` says what is wrong and what to do."""
-
-    def __init__(self, sentence: str) -> None:
-        super().__init__(sentence)
-        self.sentence = sentence
 
 
 @dataclass

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 
 from engine_agent import pki
 from wsproxy_agent import commands
+from wsproxy_agent.errors import AgentError
 from wsproxy_agent.files import write_atomic
 from wsproxy_agent.paths import HostPaths
 
@@ -44,12 +45,8 @@ class Issued:
         )
 
 
-class SignerError(Exception):
+class SignerError(AgentError):
     """Signing failed for a reason on the engine's side; ``sentence`` says what to do."""
-
-    def __init__(self, sentence: str) -> None:
-        super().__init__(sentence)
-        self.sentence = sentence
 
 
 class Signer(Protocol):

@@ -23,6 +23,7 @@ from protocol.envelope import ID_SIZE, Message, seal
 from protocol.errors import ProtocolError
 from protocol.receive import Receiver
 from wsproxy_agent import transport
+from wsproxy_agent.errors import AgentError
 
 BodyFor = Callable[[bytes], dict[str, Value]]
 
@@ -36,10 +37,8 @@ _HANDSHAKE_EVENTS = (
 )
 
 
-class LinkError(Exception):
-    def __init__(self, sentence: str) -> None:
-        super().__init__(sentence)
-        self.sentence = sentence
+class LinkError(AgentError):
+    """The engine could not be reached or did not answer as pinned."""
 
 
 @dataclass

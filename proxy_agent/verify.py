@@ -17,14 +17,11 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from proxy_agent.tlskeys import TLSKey
+from wsproxy_agent.errors import AgentError
 
 
-class DeliveryRefused(Exception):
+class DeliveryRefused(AgentError):
     """The engine's certificate delivery failed a check; ``sentence`` says which."""
-
-    def __init__(self, sentence: str) -> None:
-        super().__init__(sentence)
-        self.sentence = sentence
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 
 import click
 
+from wsproxy_agent.errors import AgentError
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_OK = 0
@@ -20,12 +22,11 @@ EXIT_TIMEOUT = 4  # no decision or no answer within --timeout
 EXIT_INTERNAL = 70
 
 
-class Abort(Exception):
+class Abort(AgentError):
     """Stop a command with a sentence and an exit code."""
 
     def __init__(self, sentence: str, code: int = EXIT_ATTENTION) -> None:
         super().__init__(sentence)
-        self.sentence = sentence
         self.code = code
 
 
@@ -39,19 +40,21 @@ def friendly_errors(func: F) -> F:
         except (click.ClickException, click.exceptions.Exit, click.Abort, KeyboardInterrupt):
             raise
         except Exception as exc:
-            sentence = getattr(exc, "sentence", None)
             if os.environ.get("WSPROXY_DEBUG"):
                 raise
-            if sentence is None:
+            # Our two error bases carry a sentence; protocol is imported only if it was.
+            protocol_errors = sys.modules.get("protocol.errors")
+            known: tuple[type[Exception], ...] = (AgentError,)
+            if protocol_errors is not None:
+                known += (protocol_errors.ProtocolError,)
+            if not isinstance(exc, known):
                 click.echo(
                     f"wsproxy-agent: unexpected error: {type(exc).__name__}: {exc}", err=True
                 )
                 click.echo("Set WSPROXY_DEBUG=1 to see where it happened.", err=True)
                 sys.exit(EXIT_INTERNAL)
-            click.echo(f"error: {sentence}", err=True)
-            sys.exit(
-                getattr(exc, "code", EXIT_ATTENTION) if isinstance(exc, Abort) else EXIT_ATTENTION
-            )
+            click.echo(f"error: {exc.sentence}", err=True)  # type: ignore[attr-defined]
+            sys.exit(exc.code if isinstance(exc, Abort) else EXIT_ATTENTION)
 
     return wrapper  # type: ignore[return-value]
 

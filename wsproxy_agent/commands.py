@@ -14,16 +14,17 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from wsproxy_agent.errors import AgentError
+
 DEFAULT_TIMEOUT = 120.0
 
 
-class CommandFailed(Exception):
+class CommandFailed(AgentError):
     """A command could not run, exited non-zero, or ran past its timeout."""
 
     def __init__(self, argv: Sequence[str], sentence: str, output: str = "") -> None:
         super().__init__(sentence)
         self.argv = list(argv)
-        self.sentence = sentence
         self.output = output
 
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from wsproxy_agent.errors import AgentError
 from wsproxy_agent.files import write_atomic
 from wsproxy_agent.paths import (
     DEFAULT_AGENT_PORT,
@@ -23,10 +24,8 @@ from wsproxy_agent.paths import (
 )
 
 
-class ConfigError(Exception):
-    def __init__(self, sentence: str) -> None:
-        super().__init__(sentence)
-        self.sentence = sentence
+class ConfigError(AgentError):
+    """A config file is missing, unreadable or holds a wrong key or type."""
 
 
 ENGINE_DEFAULTS: dict[str, Any] = {

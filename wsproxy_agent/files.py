@@ -16,16 +16,14 @@ import pwd
 import secrets
 from pathlib import Path
 
+from wsproxy_agent.errors import AgentError
+
 _BACKUP_MODE = 0o600
 _DIR_MODE = 0o755
 
 
-class InstallError(Exception):
+class InstallError(AgentError):
     """A file could not be written; ``sentence`` says why and what to do."""
-
-    def __init__(self, sentence: str) -> None:
-        super().__init__(sentence)
-        self.sentence = sentence
 
 
 def _sentence(exc: OSError, path: Path) -> str:

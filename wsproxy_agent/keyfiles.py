@@ -8,13 +8,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol import identity
 from protocol.errors import BadRequest
+from wsproxy_agent.errors import AgentError
 from wsproxy_agent.files import write_atomic
 
 
-class KeyFileError(Exception):
-    def __init__(self, sentence: str) -> None:
-        super().__init__(sentence)
-        self.sentence = sentence
+class KeyFileError(AgentError):
+    """An identity key file is missing, unreadable or not an Ed25519 key."""
 
 
 def load_identity(path: Path) -> Ed25519PrivateKey:

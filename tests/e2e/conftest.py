@@ -156,6 +156,28 @@ class Hosts:
             *extra,
         )
 
+    def engine_key(self) -> str:
+        """The engine key 'engine init' prints, for joins without a token."""
+        out = self.cli(self.engine, "engine", "init", check=True).stdout
+        return next(line.split()[-1] for line in out.splitlines() if line.startswith("engine key"))
+
+    def pending_join_args(self, timeout: str = "60") -> list[str]:
+        return [
+            "proxy",
+            "join",
+            "--engine",
+            f"127.0.0.1:{self.port}",
+            "--engine-key",
+            self.engine_key(),
+            "--fqdn",
+            PROXY_FQDN,
+            "--timeout",
+            timeout,
+        ]
+
+    def start_pending_join(self, timeout: str = "60") -> subprocess.Popen[str]:
+        return self.cli_background(self.proxy, *self.pending_join_args(timeout))
+
     def registry(self) -> list[dict[str, object]]:
         db = sqlite3.connect(self.engine / "var/lib/wsproxy-agent/registry.sqlite")
         db.row_factory = sqlite3.Row

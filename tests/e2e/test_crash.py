@@ -37,24 +37,7 @@ def test_engine_killed_while_a_request_is_pending(hosts: Hosts) -> None:
     h = hosts
     h.engine_init()
     engine = h.start_engine()
-    key = next(
-        line.split()[-1]
-        for line in h.cli(h.engine, "engine", "init", check=True).stdout.splitlines()
-        if line.startswith("engine key")
-    )
-    join = h.cli_background(
-        h.proxy,
-        "proxy",
-        "join",
-        "--engine",
-        f"127.0.0.1:{h.port}",
-        "--engine-key",
-        key,
-        "--fqdn",
-        PROXY_FQDN,
-        "--timeout",
-        "90",
-    )
+    join = h.start_pending_join(timeout="90")
     wait_for(lambda: any(r["state"] == "pending" for r in h.registry()), "a pending request")
     h.kill_engine(engine)
     h.start_engine()

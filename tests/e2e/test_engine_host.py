@@ -6,7 +6,7 @@ import shutil
 import signal
 import stat
 
-from tests.e2e.conftest import PROXY_FQDN, Hosts
+from tests.e2e.conftest import Hosts
 
 
 def test_init_adopts_an_existing_ovirt_pki(hosts: Hosts) -> None:
@@ -75,24 +75,7 @@ def test_ec_key_join(running: Hosts) -> None:
 
 def test_pending_join_times_out_with_its_own_exit_code(running: Hosts) -> None:
     h = running
-    key = next(
-        line.split()[-1]
-        for line in h.cli(h.engine, "engine", "init", check=True).stdout.splitlines()
-        if line.startswith("engine key")
-    )
-    result = h.cli(
-        h.proxy,
-        "proxy",
-        "join",
-        "--engine",
-        f"127.0.0.1:{h.port}",
-        "--engine-key",
-        key,
-        "--fqdn",
-        PROXY_FQDN,
-        "--timeout",
-        "4",
-    )
+    result = h.cli(h.proxy, *h.pending_join_args(timeout="4"))
     assert result.returncode == 4, result.stdout + result.stderr
     assert "run the same join again" in result.stderr
     [row] = h.registry()

@@ -155,30 +155,9 @@ def _accept_once(listener: socket.socket, ctx: ssl.SSLContext) -> None:
         pass
 
 
-def engine_key(h: Hosts) -> str:
-    out = h.cli(h.engine, "engine", "init", check=True).stdout
-    return next(line.split()[-1] for line in out.splitlines() if line.startswith("engine key"))
-
-
-def start_pending_join(h: Hosts) -> subprocess.Popen[str]:
-    return h.cli_background(
-        h.proxy,
-        "proxy",
-        "join",
-        "--engine",
-        f"127.0.0.1:{h.port}",
-        "--engine-key",
-        engine_key(h),
-        "--fqdn",
-        PROXY_FQDN,
-        "--timeout",
-        "60",
-    )
-
-
 def test_pending_then_accept(running: Hosts) -> None:
     h = running
-    join = start_pending_join(h)
+    join = h.start_pending_join()
     wait_for(
         lambda: any(k["state"] == "pending" for k in h.key_list()), "the request to be pending"
     )
@@ -199,7 +178,7 @@ def test_pending_then_accept(running: Hosts) -> None:
 
 def test_pending_then_reject(running: Hosts) -> None:
     h = running
-    join = start_pending_join(h)
+    join = h.start_pending_join()
     wait_for(
         lambda: any(k["state"] == "pending" for k in h.key_list()), "the request to be pending"
     )
@@ -216,7 +195,7 @@ def test_keys_decisions_work_while_the_daemon_is_down(hosts: Hosts) -> None:
     h = hosts
     h.engine_init()
     engine = h.start_engine()
-    join = start_pending_join(h)
+    join = h.start_pending_join()
     wait_for(
         lambda: any(k["state"] == "pending" for k in h.key_list()), "the request to be pending"
     )
