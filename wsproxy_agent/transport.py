@@ -14,6 +14,7 @@ from typing import Any
 import zmq
 from zmq.utils import z85
 
+from wsproxy_agent.errors import AgentError
 from wsproxy_agent.files import write_atomic
 
 Socket = zmq.Socket[Any]
@@ -94,8 +95,17 @@ def ipc_endpoint(path: Path) -> str:
     return f"ipc://{path}"
 
 
+# A Unix socket path must fit sun_path (108 bytes with its terminating NUL).
+MAX_IPC_PATH = 107
+
+
 def bind_private_ipc(sock: Socket, path: Path) -> None:
     """Bind a control socket only its owner can reach: 0700 dir, 0600 socket file."""
+    if len(str(path).encode()) > MAX_IPC_PATH:
+        raise AgentError(
+            f"The control socket path {path} is longer than {MAX_IPC_PATH} bytes, the limit "
+            "for Unix sockets; use a shorter --root."
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.parent.chmod(0o700)
     with contextlib.suppress(FileNotFoundError):
