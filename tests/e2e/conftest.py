@@ -257,7 +257,8 @@ def hosts() -> Iterator[Hosts]:
             except subprocess.TimeoutExpired:
                 proc.kill()
         # A hung stand-in lives in its own process group; do not leave it behind.
-        subprocess.run(["pkill", "-f", str(bin_dir)], check=False)
+        if shutil.which("pkill"):
+            subprocess.run(["pkill", "-f", str(bin_dir)], check=False)
         if os.environ.get("WSPROXY_KEEP_E2E"):
             print(f"kept {top}")
         else:
