@@ -9,11 +9,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from wsproxy_agent import commands
 from wsproxy_agent.errors import AgentError
 
 KEY = "WebSocketProxy"
+OFF = "Off"
 _VALUE = re.compile(rf"^{KEY}:\s*(?P<value>\S*)(?:\s+version:\s*\S+)?\s*$", re.MULTILINE)
 
 
@@ -43,6 +45,26 @@ class EngineSwitch:
         self._run([*self.config_command, "-s", f"{KEY}={value}"])
         if self.restart:
             self._run(list(self.restart_command))
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> EngineSwitch:
+        return cls(
+            settings.engine_config_command,
+            settings.engine_restart_command,
+            settings.restart_engine,
+            settings.command_timeout,
+        )
+
+    def switch_back(self, ours: str, previous: str | None) -> bool:
+        """Put back the value ``ours`` replaced, if the engine still points at us.
+
+        Returns whether anything was changed: a value an administrator set since is left
+        alone rather than clobbered.
+        """
+        if self.current() != ours:
+            return False
+        self.set(previous or OFF)
+        return True
 
     def _run(self, argv: list[str]) -> commands.Completed:
         try:

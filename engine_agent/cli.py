@@ -365,21 +365,68 @@ def _decide(ctx: click.Context, fqdn: str, verb: str) -> None:
     proxy = registry.proxy(name)
     if proxy is None:
         raise Abort(f"No proxy named {name}; see 'wsproxy-agent keys list'.")
-    event = {
-        "accept": EngineEvent.ACCEPT,
-        "reject": EngineEvent.REJECT,
-        "delete": EngineEvent.REVOKE,
-    }[verb]
+    event = {"accept": EngineEvent.ACCEPT, "reject": EngineEvent.REJECT}[verb]
     registry.transition(name, event, actor="operator", why=f"keys {verb}")
     registry.close()
     logs.decision(
         logs.get("keys"), verb, who=proxy.fingerprint, why=f"operator ran keys {verb}", fqdn=name
     )
-    click.echo(
-        f"{name} ({proxy.fingerprint}): {verb}ed"
-        if verb != "delete"
-        else f"{name}: deleted (revoked)"
-    )
+    click.echo(f"{name} ({proxy.fingerprint}): {verb}ed")
+
+
+def _withdraw(ctx: click.Context, fqdn: str, *, revoke: bool) -> None:
+    """Shared by 'keys delete' and 'engine deactivate'."""
+    from engine_agent.activation import EngineSwitch
+    from engine_agent.registry import Registry
+    from engine_agent.settings import EngineSettings
+    from engine_agent.withdrawal import withdraw
+    from protocol.names import normalise_fqdn
+    from protocol.states import EngineState
+    from wsproxy_agent import control, logs
+
+    setup_logging(ctx)
+    settings = EngineSettings.load(root_of(ctx))
+    name = normalise_fqdn(fqdn)
+    registry = Registry(settings.paths.registry)
+    try:
+        proxy = registry.proxy(name)
+        if proxy is None:
+            raise Abort(f"No proxy named {name}; see 'wsproxy-agent keys list'.")
+        if not revoke and not proxy.active:
+            raise Abort(f"{name} is not the proxy the engine uses; nothing to switch back.")
+        if revoke and proxy.state is EngineState.REVOKED and not proxy.active:
+            raise Abort(f"{name} is already revoked.")
+        if revoke and proxy.state is not EngineState.REVOKED:
+            logs.decision(
+                logs.get("keys"),
+                "revoke",
+                who=proxy.fingerprint,
+                why="operator ran keys delete",
+                fqdn=name,
+            )
+            click.echo(
+                f"{name} ({proxy.fingerprint}): revoked; its messages are refused from now on"
+            )
+        failure = withdraw(
+            registry,
+            EngineSwitch.from_settings(settings),
+            proxy,
+            revoke=revoke and proxy.state is not EngineState.REVOKED,
+            actor="operator",
+        )
+    finally:
+        registry.close()
+    if revoke:
+        control.ask(settings.paths.engine_control, {"op": "revoked", "fqdn": name})
+    if failure is not None:
+        raise Abort(
+            f"switching the engine back failed: {failure}. Fix it, then run "
+            f"'wsproxy-agent engine deactivate {name}'."
+        )
+    if proxy.active:
+        click.echo(
+            f"engine switched back: WebSocketProxy={proxy.replaced_value or 'Off'} (if it still pointed at {name})"
+        )
 
 
 @keys.command("accept")
@@ -405,5 +452,24 @@ def keys_reject(ctx: click.Context, fqdn: str) -> None:
 @click.pass_context
 @friendly_errors
 def keys_delete(ctx: click.Context, fqdn: str) -> None:
-    """Revoke a proxy's key: its messages are refused from now on."""
-    _decide(ctx, fqdn, "delete")
+    """Revoke a proxy's key; if the engine uses it, switch the engine back.
+
+    Its messages are refused from then on, and a connected proxy is told. A rebuilt proxy
+    joins again with a fresh token.
+    """
+    _withdraw(ctx, fqdn, revoke=True)
+
+
+keys.add_command(keys_delete, "revoke")
+
+
+@engine.command("deactivate")
+@click.argument("fqdn")
+@click.pass_context
+@friendly_errors
+def engine_deactivate(ctx: click.Context, fqdn: str) -> None:
+    """Switch the engine back from FQDN to the WebSocketProxy value it replaced.
+
+    The proxy stays enrolled; 'wsproxy-agent engine activate FQDN' switches over again.
+    """
+    _withdraw(ctx, fqdn, revoke=False)

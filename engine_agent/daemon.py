@@ -80,16 +80,13 @@ class EngineDaemon:
             self._key_for,
             window_ms=settings.freshness_window * 1000,
         )
-        self.switch = EngineSwitch(
-            settings.engine_config_command,
-            settings.engine_restart_command,
-            settings.restart_engine,
-            settings.command_timeout,
-        )
+        self.switch = EngineSwitch.from_settings(settings)
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="activation")
         self.outcomes: queue.Queue[ActivationOutcome] = queue.Queue()
         self.activating: set[str] = set()
         self.waiting: dict[str, Waiting] = {}
+        # Where each proxy last spoke from: the engine can push only to a known route.
+        self.routes: dict[str, bytes] = {}
         self.started_at = now_s()
         self._stop = threading.Event()
 
@@ -157,6 +154,7 @@ class EngineDaemon:
             if answerable and exc.sender and exc.msg_id:
                 self._send(routing_id, exc.sender, exc.msg_id, _error_reply(exc))
             return
+        self.routes[msg.sender] = routing_id
         try:
             reply = self._dispatch(routing_id, msg)
         except ProtocolError as exc:
@@ -325,7 +323,23 @@ class EngineDaemon:
                 return {"ok": False, "error": f"{fqdn} is not waiting for activation"}
             self._start_activation(proxy)
             return {"ok": True}
+        if op == "revoked":
+            return {"ok": True, "notified": self._push_revoke(str(request.get("fqdn", "")))}
         return {"ok": False, "error": f"unknown operation {op!r}"}
+
+    def _push_revoke(self, fqdn: str) -> bool:
+        proxy = self.registry.proxy(fqdn)
+        if proxy is None or proxy.state is not EngineState.REVOKED:
+            return False
+        route = self.routes.pop(proxy.fingerprint, None)
+        if route is None:
+            return False
+        notice = Reply(cat.REVOKE_NOTICE, {"reason": "An operator revoked this proxy's key."})
+        self._send(route, proxy.fingerprint, None, notice)
+        logs.decision(
+            self.log, "revoke", who=proxy.fingerprint, why="revoke notice pushed", fqdn=fqdn
+        )
+        return True
 
 
 def _activation_reply(

@@ -64,6 +64,12 @@ def report(paths: HostPaths) -> dict[str, Any]:
             continue
         if p.state in (EngineState.REJECTED, EngineState.REVOKED):
             other.append(line)
+            if p.active:
+                problems.append(
+                    f"{p.fqdn} is revoked but the engine still points at it "
+                    f"({p.activation_error or 'not switched back'}); "
+                    f"run 'wsproxy-agent engine deactivate {p.fqdn}'."
+                )
             continue
         line += f"  cert until {when(p.not_after)}  last seen {when(p.last_seen)}"
         enrolled.append(line)

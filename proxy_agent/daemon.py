@@ -81,6 +81,10 @@ class ProxyDaemon:
         if msg.type == cat.STATUS_QUERY:
             body = {"enrolled": True, "fqdn": self.settings.fqdn, **health.snapshot(self.settings)}
             link.send(cat.STATUS_REPLY, body, re=msg.id)
+        elif msg.type == cat.REVOKE_NOTICE:
+            reason = msg.text("reason")
+            logs.decision(self.log, "revoked", who=msg.sender, why=reason)
+            state.save(self.paths.proxy_state, enrollment="revoked", revoked_reason=reason)
         elif msg.type == cat.ERROR:
             self.log.warning("engine_reported_error", **msg.body)
         else:

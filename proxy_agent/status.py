@@ -39,7 +39,12 @@ def report(paths: HostPaths) -> dict[str, Any]:
     }
     if saved.get("corrupt"):
         problems.append(f"{paths.proxy_state} is unreadable; run 'wsproxy-agent proxy join' again.")
-    if not enrolled:
+    if saved.get("enrollment") == "revoked":
+        problems.append(
+            f"The engine revoked this proxy ({saved.get('revoked_reason')}); "
+            "join again with a fresh token."
+        )
+    elif not enrolled:
         problems.append("This proxy is not enrolled: run 'wsproxy-agent proxy join'.")
     elif saved.get("enrollment") == "enrolled" and not saved.get("activated"):
         reason = saved.get("activation_reason") or ""

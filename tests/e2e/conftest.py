@@ -133,6 +133,33 @@ class Hosts:
         )
         return proc
 
+    def start_proxy(self) -> subprocess.Popen[bytes]:
+        log = (self.top / "proxy.log").open("ab")
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "wsproxy_agent",
+                "--root",
+                str(self.proxy),
+                "--log-format",
+                "json",
+                "proxy",
+                "run",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.daemons.append(proc)
+        wait_for(
+            lambda: "running (pid" in self.cli(self.proxy, "status").stdout, "the proxy daemon"
+        )
+        return proc
+
+    def proxy_log(self) -> str:
+        path = self.top / "proxy.log"
+        return path.read_text() if path.exists() else ""
+
     def kill_engine(self, proc: subprocess.Popen[bytes]) -> None:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
