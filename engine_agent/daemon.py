@@ -177,6 +177,8 @@ class EngineDaemon:
     def _dispatch(self, routing_id: bytes, msg: Message) -> Reply | None:
         if msg.type == cat.ENROLL_REQUEST:
             return self.enrollment.on_enroll_request(msg)
+        if msg.type == cat.RENEW_REQUEST:
+            return self.enrollment.on_renew_request(msg)
         if msg.type == cat.INSTALL_REPORT:
             return self._on_install_report(routing_id, msg)
         if msg.type in (cat.HEARTBEAT, cat.STATUS_REPLY):

@@ -298,6 +298,29 @@ class Enrollment:
         self.registry.audit(msg.sender, "refuse", fqdn, msg.sender, error.sentence)
         return error
 
+    # renew_request: signed by the identity key, no token; works even when the old
+    # certificate has expired, as long as the key is still accepted (kubernetes#65991).
+    def on_renew_request(self, msg: Message) -> Reply:
+        proxy = self.registry.proxy_by_fingerprint(msg.sender)
+        if proxy is None or proxy.state not in TRUSTED_STATES:
+            raise Unauthorized("No enrolled proxy holds this key; join again with a token.")
+        csr = msg.text("csr")
+        if proxy.csr_sha256 == _sha256(csr) and proxy.cert_pem:
+            return self._approved(proxy)  # a retry: the certificate already issued for it
+        self._check_csr(msg, proxy.fqdn, csr)
+        issued = self.signer.sign(csr.encode(), proxy.fqdn)
+        with self.registry.transaction() as db:
+            db.execute(
+                "UPDATE proxies SET csr_sha256 = ?, csr_pem = ?, cert_pem = ?, serial = ?,"
+                " not_after = ? WHERE fqdn = ?",
+                (_sha256(csr), csr, issued.cert_pem, issued.serial, int(issued.not_after.timestamp()), proxy.fqdn),
+            )
+            self.registry.audit_within(db, msg.sender, "renew", proxy.fqdn, msg.sender, f"serial {issued.serial}")
+        logs.decision(self.log, "accept", who=msg.sender, why="renewal", fqdn=proxy.fqdn, serial=issued.serial)
+        renewed = self.registry.proxy(proxy.fqdn)
+        assert renewed is not None
+        return self._approved(renewed)
+
     # install_report
     def report_target(self, msg: Message) -> Proxy:
         proxy = self.registry.proxy_by_fingerprint(msg.sender)

@@ -9,6 +9,7 @@ Proxy side (one enrollment, as ``proxy join`` lives it):
     IDLE --send_request--> REQUESTED --got_pending--> PENDING --got_approved--> APPROVED
     APPROVED --installed--> INSTALLED --report_sent--> REPORTED --got_activated--> ACTIVE
     REPORTED --got_not_activated--> ENROLLED      (token said --no-activate, or it failed)
+    ACTIVE/ENROLLED --send_renewal--> REQUESTED    (renewal: the same steps, no token)
     REQUESTED/PENDING --got_rejected--> REJECTED;  APPROVED --install_failed--> FAILED
 
 Engine side (one row of the registry, per proxy FQDN):
@@ -52,6 +53,7 @@ class ProxyEvent(StrEnum):
     REPORT_SENT = "report_sent"
     GOT_ACTIVATED = "got_activated"
     GOT_NOT_ACTIVATED = "got_not_activated"
+    SEND_RENEWAL = "send_renewal"
 
 
 class EngineState(StrEnum):
@@ -104,8 +106,9 @@ PROXY_TABLE: Mapping[ProxyState, Mapping[ProxyEvent, ProxyState]] = {
         PE.GOT_ACTIVATED: P.ACTIVE,
         PE.GOT_NOT_ACTIVATED: P.ENROLLED,
     },
-    P.ACTIVE: {},
-    P.ENROLLED: {},
+    # Renewal runs the same steps again, signed with the identity key instead of a token.
+    P.ACTIVE: {PE.SEND_RENEWAL: P.REQUESTED},
+    P.ENROLLED: {PE.SEND_RENEWAL: P.REQUESTED},
     P.REJECTED: {},
     P.FAILED: {PE.REPORT_SENT: P.FAILED},  # the engine hears of the failure
 }

@@ -113,6 +113,29 @@ def _step(line: str) -> None:
     click.echo(f"* {line}")
 
 
+@proxy.command("renew")
+@click.option(
+    "--timeout",
+    default=300.0,
+    show_default=True,
+    type=click.FloatRange(1, 86400),
+    help="Seconds to wait for the engine in all.",
+)
+@click.pass_context
+@friendly_errors
+def proxy_renew(ctx: click.Context, timeout: float) -> None:
+    """Renew the certificate now: a new TLS key, signed by the engine, checked, installed.
+
+    The daemon does this by itself at about two thirds of the certificate's lifetime. It
+    works even after the certificate expired, while the engine still accepts this host.
+    """
+    from proxy_agent.join import Join, JoinOptions
+    from proxy_agent.settings import ProxySettings
+
+    settings = ProxySettings.load(root_of(ctx))
+    ctx.exit(Join(settings, JoinOptions(token=None, timeout_s=timeout), say=_step).renew())
+
+
 @proxy.command("run")
 @click.pass_context
 @friendly_errors

@@ -18,13 +18,17 @@ import zmq
 
 from protocol import catalogue as cat
 from protocol import identity
-from proxy_agent import health, state
+from protocol.errors import ProtocolError
+from proxy_agent import health, schedule, state
+from proxy_agent.join import Join, JoinOptions
 from proxy_agent.link import EngineLink
 from proxy_agent.settings import ProxySettings
 from wsproxy_agent import logs, transport
+from wsproxy_agent.errors import AgentError
 from wsproxy_agent.keyfiles import load_identity
 
 POLL_S = 0.5
+RENEW_TIMEOUT_S = 300.0
 
 
 class ProxyDaemon:
@@ -34,6 +38,9 @@ class ProxyDaemon:
         self.log = logs.get("proxy")
         self.key = load_identity(self.paths.identity_key)
         self._stop = threading.Event()
+        self.jitter = schedule.draw_jitter()
+        self.renew_failures = 0
+        self.next_renewal_try = 0.0
 
     def stop(self, *_: object) -> None:
         self._stop.set()
@@ -65,6 +72,7 @@ class ProxyDaemon:
                 if time.monotonic() >= next_beat:
                     link.send(cat.HEARTBEAT, health.snapshot(s))
                     next_beat = time.monotonic() + s.heartbeat_interval
+                self._renew_when_due(link)
                 msg = link.receive(POLL_S)
                 if msg is not None:
                     self._on_message(link, msg)
@@ -75,6 +83,37 @@ class ProxyDaemon:
             control.close()
             link.close()
             self.paths.proxy_control.unlink(missing_ok=True)
+
+    def _renew_when_due(self, link: EngineLink) -> None:
+        saved = state.load(self.paths.proxy_state)
+        if saved.get("enrollment") not in ("active", "enrolled"):
+            return
+        not_before, not_after = saved.get("not_before"), saved.get("not_after")
+        if not isinstance(not_before, int) or not isinstance(not_after, int):
+            return
+        now = time.time()
+        if (
+            now < schedule.renew_due(not_before, not_after, self.jitter)
+            or now < self.next_renewal_try
+        ):
+            return
+        self.log.info("renewal_started", not_after=not_after)
+        try:
+            Join(
+                self.settings, JoinOptions(token=None, timeout_s=RENEW_TIMEOUT_S), say=self._say
+            ).renew(link)
+        except (AgentError, ProtocolError) as exc:
+            self.renew_failures += 1
+            delay = schedule.retry_delay(self.renew_failures)
+            self.next_renewal_try = now + delay
+            self.log.error("renewal_failed", why=exc.sentence, retry_in_s=delay)
+            return
+        self.renew_failures = 0
+        self.jitter = schedule.draw_jitter()
+        self.log.info("renewal_done", serial=state.load(self.paths.proxy_state).get("serial"))
+
+    def _say(self, line: str) -> None:
+        self.log.info("renewal_step", step=line)
 
     def _on_message(self, link: EngineLink, msg: Any) -> None:
         state.save(self.paths.proxy_state, last_contact=int(time.time()))
@@ -96,5 +135,10 @@ class ProxyDaemon:
         except ValueError:
             return {"ok": False, "error": "not JSON"}
         if isinstance(request, dict) and request.get("op") == "ping":
-            return {"ok": True, "pid": os.getpid(), "engine": self.settings.engine}
+            return {
+                "ok": True,
+                "pid": os.getpid(),
+                "engine": self.settings.engine,
+                "jitter": self.jitter,
+            }
         return {"ok": False, "error": "unknown operation"}

@@ -1,4 +1,6 @@
-"""``proxy join``: enroll this host with the engine, step by step, printing each step.
+"""``proxy join`` and renewal: get a certificate from the engine, check it, install it.
+
+Renewal runs the same steps as a join, signed with the identity key instead of a token.
 
 The sequence is the proxy column of ``protocol.states.PROXY_TABLE``; each step fires its
 event, so the code cannot skip one. Side effects sit behind the narrow pieces it calls:
@@ -28,7 +30,7 @@ from proxy_agent.settings import ProxySettings
 from wsproxy_agent import commands
 from wsproxy_agent.clitools import EXIT_REJECTED, EXIT_TIMEOUT, Abort
 from wsproxy_agent.files import write_atomic
-from wsproxy_agent.keyfiles import load_or_create_identity
+from wsproxy_agent.keyfiles import load_identity, load_or_create_identity
 
 ATTEMPT_S = 5.0
 REPORT_ATTEMPT_S = 15.0
@@ -52,6 +54,7 @@ class Join:
         self.say = say
         self.machine = proxy_machine()
         self.deadline = time.monotonic() + options.timeout_s
+        self.renewing = False
 
     def run(self) -> int:
         key = load_or_create_identity(self.paths.identity_key)
@@ -68,6 +71,32 @@ class Join:
             return self._report(link, delivery, failure)
         finally:
             link.close()
+
+    def renew(self, link: EngineLink | None = None) -> int:
+        """Renew: a new TLS key and CSR, the same checks, install, restart and report."""
+        saved = state.load(self.paths.proxy_state)
+        if saved.get("enrollment") not in (ProxyState.ACTIVE.value, ProxyState.ENROLLED.value):
+            raise Abort("This proxy has not completed a join; run 'wsproxy-agent proxy join' first.")
+        self.machine = proxy_machine(ProxyState(saved["enrollment"]))
+        self.machine.fire(ProxyEvent.SEND_RENEWAL)  # refused unless enrolled
+        self.renewing = True
+        key = load_identity(self.paths.identity_key)
+        tls_key_pem, csr_pem = self._tls_key_and_csr()
+        own_link = link is None
+        link = self._connect(key) if link is None else link
+        try:
+            reply = self._request(link, cat.RENEW_REQUEST, {"csr": csr_pem.decode()}, ATTEMPT_S)
+            if reply.type == cat.ERROR:
+                raise error_for_code(reply.text("code"), reply.text("message"))
+            self.machine.fire(ProxyEvent.GOT_APPROVED)
+            self.say(f"renewal approved: certificate serial {reply.text('serial')}")
+            delivery = self._check(reply, tls_key_pem)
+            self._install(reply, tls_key_pem, delivery)
+            failure = self._restart_service()
+            return self._report(link, delivery, failure)
+        finally:
+            if own_link:
+                link.close()
 
     # steps
     def _connect(self, key: Ed25519PrivateKey) -> EngineLink:
@@ -170,6 +199,7 @@ class Join:
             engine=self.settings.engine,
             engine_fingerprint=identity.fingerprint(self.settings.engine_identity_raw),
             serial=delivery.serial,
+            not_before=int(delivery.cert.not_valid_before_utc.timestamp()),
             not_after=int(delivery.not_after.timestamp()),
             subject=delivery.subject,
             san=delivery.san,
@@ -204,7 +234,9 @@ class Join:
         if failure:
             body["reason"] = failure[:1000]
         self.machine.fire(ProxyEvent.REPORT_SENT)
-        self.say("reported to the engine; waiting for it to switch over")
+        self.say(
+            "reported to the engine" + ("" if self.renewing else "; waiting for it to switch over")
+        )
         reply = self._request(link, cat.INSTALL_REPORT, body, REPORT_ATTEMPT_S)
         if reply.type == cat.ERROR:
             raise error_for_code(reply.text("code"), reply.text("message"))
@@ -223,10 +255,16 @@ class Join:
         state.save(
             self.paths.proxy_state,
             enrollment=self.machine.state.value,
+            renewed_at=int(time.time()) if self.renewing else None,
             activated=activated,
             activation_reason=reply.body.get("reason"),
             last_contact=int(time.time()),
         )
+        if self.renewing:
+            self.say(
+                f"renewed: the new certificate is in use, valid until {delivery.not_after:%Y-%m-%d}"
+            )
+            return 0
         if activated:
             self.say(f"engine switched over: WebSocketProxy={reply.text('websocket_proxy')}")
             self.say(

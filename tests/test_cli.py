@@ -30,6 +30,7 @@ COMMANDS = [
     ["keys", "revoke"],
     ["proxy"],
     ["proxy", "join"],
+    ["proxy", "renew"],
     ["proxy", "run"],
     ["status"],
 ]

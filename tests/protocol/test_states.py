@@ -91,7 +91,14 @@ def test_proxy_happy_path():
     for event in ("send_request", "got_pending", "got_approved", "installed", "report_sent"):
         machine.fire(ProxyEvent(event))
     assert machine.fire(ProxyEvent.GOT_ACTIVATED) is ProxyState.ACTIVE
-    assert machine.allowed() == frozenset()
+    assert machine.allowed() == {ProxyEvent.SEND_RENEWAL}  # an active proxy can only renew
+
+
+def test_proxy_renewal_runs_the_install_steps_again():
+    machine = proxy_machine(ProxyState.ACTIVE)
+    for event in ("send_renewal", "got_approved", "installed", "report_sent", "got_activated"):
+        machine.fire(ProxyEvent(event))
+    assert machine.state is ProxyState.ACTIVE
 
 
 def test_engine_revoked_row_can_rejoin_only_with_a_token():

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import random
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from proxy_agent.schedule import JITTER, RETRY_MAX_S, draw_jitter, renew_due, retry_delay
+
+DAY = 86400
+
+
+def test_renews_at_two_thirds_without_jitter():
+    assert renew_due(0, 300 * DAY, 0.0) == 200 * DAY
+
+
+@given(st.integers(0, 2**31), st.integers(1, 3650), st.floats(-JITTER, JITTER))
+def test_due_stays_inside_the_lifetime_and_near_two_thirds(start, days, jitter):
+    end = start + days * DAY
+    due = renew_due(start, end, jitter)
+    assert start < due < end
+    assert abs(due - (start + (end - start) * 2 / 3)) <= (end - start) * JITTER + 1
+
+
+def test_jitter_spreads_a_fleet():
+    rng = random.Random(7)
+    dues = {renew_due(0, 398 * DAY, draw_jitter(rng)) // 3600 for _ in range(200)}
+    assert len(dues) > 100  # 200 proxies enrolled together do not renew in the same hour
+
+
+def test_retry_delay_grows_and_is_capped():
+    delays = [retry_delay(n) for n in range(1, 12)]
+    assert delays == sorted(delays) and delays[0] == 60 and delays[-1] == RETRY_MAX_S
