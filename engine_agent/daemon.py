@@ -14,13 +14,13 @@ import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
 
 from engine_agent.activation import ActivationFailed, EngineSwitch
-from engine_agent.enrollment import Bundle, Enrollment, Reply
+from engine_agent.enrollment import TRUSTED_STATES, Bundle, Enrollment, Reply
 from engine_agent.registry import Proxy, Registry, now_s
 from engine_agent.settings import EngineSettings
 from engine_agent.signer import SignerError, make_signer
@@ -43,6 +43,31 @@ class Waiting:
     routing_id: bytes
     request_id: bytes
     fingerprint: str
+
+
+@dataclass
+class LiveQuery:
+    """A pushed status query to every connected proxy, like ``salt '*' test.ping``."""
+
+    deadline: float
+    asked: dict[bytes, str] = field(default_factory=dict)
+    answers: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+
+    def expect(self, fqdn: str, query_id: bytes | None) -> None:
+        self.answers[fqdn] = None
+        if query_id is not None:
+            self.asked[query_id] = fqdn
+
+    def answer(self, msg: Message) -> None:
+        fqdn = self.asked.pop(msg.re, None) if msg.re is not None else None
+        if fqdn is not None:
+            self.answers[fqdn] = dict(msg.body)
+
+    def finished(self) -> bool:
+        return not self.asked or time.monotonic() >= self.deadline
+
+    def result(self) -> dict[str, Any]:
+        return {"ok": True, "answers": self.answers}
 
 
 @dataclass(frozen=True)
@@ -87,6 +112,7 @@ class EngineDaemon:
         self.waiting: dict[str, Waiting] = {}
         # Where each proxy last spoke from: the engine can push only to a known route.
         self.routes: dict[str, bytes] = {}
+        self.live: LiveQuery | None = None
         self.started_at = now_s()
         self._stop = threading.Event()
 
@@ -124,8 +150,13 @@ class EngineDaemon:
                 for sock, _ in poller.poll(POLL_MS):
                     if sock is self.sock:
                         self._on_frames(self.sock.recv_multipart(zmq.NOBLOCK))
-                    else:
-                        control.send_json(self._on_control(control.recv(zmq.NOBLOCK)))
+                    elif self.live is None:  # a REP socket answers one request at a time
+                        answer = self._on_control(control.recv(zmq.NOBLOCK))
+                        if answer is not None:
+                            control.send_json(answer)
+                if self.live is not None and self.live.finished():
+                    control.send_json(self.live.result())
+                    self.live = None
                 self._drain_outcomes()
                 if time.monotonic() >= next_housekeeping:
                     self._housekeeping()
@@ -181,6 +212,8 @@ class EngineDaemon:
             return self.enrollment.on_renew_request(msg)
         if msg.type == cat.INSTALL_REPORT:
             return self._on_install_report(routing_id, msg)
+        if msg.type == cat.STATUS_REPLY and self.live is not None:
+            self.live.answer(msg)
         if msg.type in (cat.HEARTBEAT, cat.STATUS_REPLY):
             proxy = self.registry.proxy_by_fingerprint(msg.sender)
             if proxy is not None:
@@ -303,7 +336,7 @@ class EngineDaemon:
         for fqdn in self.registry.delete_expired_pending(cutoff):
             logs.decision(self.log, "expire", who=fqdn, why="pending request not decided in time")
 
-    def _on_control(self, raw: bytes) -> dict[str, Any]:
+    def _on_control(self, raw: bytes) -> dict[str, Any] | None:
         try:
             request = json.loads(raw)
         except ValueError:
@@ -325,6 +358,22 @@ class EngineDaemon:
                 return {"ok": False, "error": f"{fqdn} is not waiting for activation"}
             self._start_activation(proxy)
             return {"ok": True}
+        if op == "live":
+            timeout = min(max(float(request.get("timeout", 3)), 0.1), 30.0)
+            self.live = LiveQuery(time.monotonic() + timeout)
+            for proxy in self.registry.proxies():
+                route = self.routes.get(proxy.fingerprint)
+                if proxy.state not in TRUSTED_STATES:
+                    continue
+                if route is None:
+                    self.live.expect(proxy.fqdn, None)
+                    continue
+                sealed = seal(
+                    self.key, cat.STATUS_QUERY, {}, recipient=proxy.fingerprint, now_ms=_now_ms()
+                )
+                self.sock.send_multipart([route, *sealed.frames])
+                self.live.expect(proxy.fqdn, sealed.id)
+            return None  # answered from the loop when every proxy answered or time is up
         if op == "revoked":
             return {"ok": True, "notified": self._push_revoke(str(request.get("fqdn", "")))}
         return {"ok": False, "error": f"unknown operation {op!r}"}

@@ -313,10 +313,21 @@ class Enrollment:
             db.execute(
                 "UPDATE proxies SET csr_sha256 = ?, csr_pem = ?, cert_pem = ?, serial = ?,"
                 " not_after = ? WHERE fqdn = ?",
-                (_sha256(csr), csr, issued.cert_pem, issued.serial, int(issued.not_after.timestamp()), proxy.fqdn),
+                (
+                    _sha256(csr),
+                    csr,
+                    issued.cert_pem,
+                    issued.serial,
+                    int(issued.not_after.timestamp()),
+                    proxy.fqdn,
+                ),
             )
-            self.registry.audit_within(db, msg.sender, "renew", proxy.fqdn, msg.sender, f"serial {issued.serial}")
-        logs.decision(self.log, "accept", who=msg.sender, why="renewal", fqdn=proxy.fqdn, serial=issued.serial)
+            self.registry.audit_within(
+                db, msg.sender, "renew", proxy.fqdn, msg.sender, f"serial {issued.serial}"
+            )
+        logs.decision(
+            self.log, "accept", who=msg.sender, why="renewal", fqdn=proxy.fqdn, serial=issued.serial
+        )
         renewed = self.registry.proxy(proxy.fqdn)
         assert renewed is not None
         return self._approved(renewed)

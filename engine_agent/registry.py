@@ -276,7 +276,13 @@ class Registry:
         self._audit(self._db, actor, action, fqdn, fingerprint, why)
 
     def audit_within(
-        self, db: sqlite3.Connection, actor: str, action: str, fqdn: str | None, fingerprint: str | None, why: str
+        self,
+        db: sqlite3.Connection,
+        actor: str,
+        action: str,
+        fqdn: str | None,
+        fingerprint: str | None,
+        why: str,
     ) -> None:
         self._audit(db, actor, action, fqdn, fingerprint, why)
 

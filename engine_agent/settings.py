@@ -30,6 +30,8 @@ class EngineSettings:
     max_pending: int
     pending_ttl: int
     token_max_failures: int
+    heartbeat_interval: int
+    stale_after_missed: int
     curve: bool = True
 
     @classmethod

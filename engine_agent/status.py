@@ -18,7 +18,7 @@ from wsproxy_agent.status_report import when
 EXPIRY_WARNING_DAYS = 30
 
 
-def report(paths: HostPaths) -> dict[str, Any]:
+def report(paths: HostPaths, live: bool = False, live_timeout: float = 3.0) -> dict[str, Any]:
     problems: list[str] = []
     settings = config.load(paths.engine_toml, config.ENGINE_DEFAULTS)
     ping = control.ask(paths.engine_control, {"op": "ping"})
@@ -72,6 +72,13 @@ def report(paths: HostPaths) -> dict[str, Any]:
                 )
             continue
         line += f"  cert until {when(p.not_after)}  last seen {when(p.last_seen)}"
+        stale_after = settings["heartbeat_interval"] * settings["stale_after_missed"]
+        if p.last_seen and now - p.last_seen > stale_after:
+            line += "  STALE"
+            problems.append(
+                f"{p.fqdn} has not been heard from since {when(p.last_seen)} "
+                f"({settings['stale_after_missed']} heartbeats missed); is its agent running?"
+            )
         enrolled.append(line)
         if p.state is EngineState.ACTIVATION_FAILED:
             problems.append(
@@ -84,10 +91,41 @@ def report(paths: HostPaths) -> dict[str, Any]:
         problems.append(
             f"{len(pending)} request(s) wait for a decision: wsproxy-agent keys accept|reject FQDN"
         )
+    sections: dict[str, list[str]] = {
+        "proxies": enrolled,
+        "pending": pending,
+        "rejected or revoked": other,
+    }
+    live_answers = None
+    if live:
+        answer = control.ask(
+            paths.engine_control,
+            {"op": "live", "timeout": live_timeout},
+            timeout_ms=int(live_timeout * 1000) + 2000,
+        )
+        if answer is None:
+            problems.append("--live needs the engine daemon, which does not answer.")
+        else:
+            live_answers = answer.get("answers", {})
+            sections["live"] = [_live_line(fqdn, a) for fqdn, a in sorted(live_answers.items())]
+            silent = sorted(fqdn for fqdn, a in live_answers.items() if a is None)
+            if silent:
+                problems.append(f"No answer within {live_timeout:g} s from: {', '.join(silent)}")
     return {
         "role": "engine",
+        "live": live_answers,
         "facts": facts,
-        "sections": {"proxies": enrolled, "pending": pending, "rejected or revoked": other},
+        "sections": sections,
         "proxies": rows,
         "problems": problems,
     }
+
+
+def _live_line(fqdn: str, answer: dict[str, Any] | None) -> str:
+    if answer is None:
+        return f"{fqdn}  NO ANSWER"
+    service = "service active" if answer.get("service_active") else "SERVICE DOWN"
+    return (
+        f"{fqdn}  answered: {service}, certificate {answer.get('cert_days_left')} days left, "
+        f"agent {answer.get('agent_version')}"
+    )

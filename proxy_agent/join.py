@@ -76,7 +76,9 @@ class Join:
         """Renew: a new TLS key and CSR, the same checks, install, restart and report."""
         saved = state.load(self.paths.proxy_state)
         if saved.get("enrollment") not in (ProxyState.ACTIVE.value, ProxyState.ENROLLED.value):
-            raise Abort("This proxy has not completed a join; run 'wsproxy-agent proxy join' first.")
+            raise Abort(
+                "This proxy has not completed a join; run 'wsproxy-agent proxy join' first."
+            )
         self.machine = proxy_machine(ProxyState(saved["enrollment"]))
         self.machine.fire(ProxyEvent.SEND_RENEWAL)  # refused unless enrolled
         self.renewing = True

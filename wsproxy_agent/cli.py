@@ -76,9 +76,19 @@ def main(ctx: click.Context, root: str, log_format: str | None) -> None:
 
 @main.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--live", is_flag=True, help="Engine: ask every connected proxy now and show who answers."
+)
+@click.option(
+    "--timeout",
+    default=3.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 30),
+    help="Seconds --live waits for answers.",
+)
 @click.pass_context
 @friendly_errors
-def status(ctx: click.Context, as_json: bool) -> None:
+def status(ctx: click.Context, as_json: bool, live: bool, timeout: float) -> None:
     """Show this host's agent: enrolled proxies on the engine, or the proxy's certificate.
 
     Exit code 0 when all is healthy, 1 when something needs attention (said why).
@@ -91,7 +101,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     paths = HostPaths.under(root_of(ctx))
     reports: list[dict[str, Any]] = []
     if paths.engine_toml.exists():
-        reports.append(importlib.import_module("engine_agent.status").report(paths))
+        reports.append(importlib.import_module("engine_agent.status").report(paths, live, timeout))
     if paths.proxy_toml.exists():
         reports.append(importlib.import_module("proxy_agent.status").report(paths))
     if not reports:

@@ -43,6 +43,8 @@ ENGINE_DEFAULTS: dict[str, Any] = {
     "max_pending": 100,
     "pending_ttl": "24h",
     "token_max_failures": 5,
+    "heartbeat_interval": 30,
+    "stale_after_missed": 3,
     "curve": True,
 }
 

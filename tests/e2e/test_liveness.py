@@ -1,0 +1,57 @@
+"""Heartbeats, staleness and status --live (pushed status queries)."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+from tests.e2e.conftest import PROXY_FQDN, Hosts, wait_for
+
+
+def joined(h: Hosts) -> Hosts:
+    result = h.join(h.token())
+    assert result.returncode == 0, result.stdout + result.stderr
+    return h
+
+
+def test_status_live_shows_who_answers(running: Hosts) -> None:
+    h = joined(running)
+    proxy = h.start_proxy()
+    wait_for(lambda: h.registry()[0]["health"] is not None, "a heartbeat with health")
+    live = h.cli(h.engine, "status", "--live", "--json")
+    assert live.returncode == 0, live.stdout + live.stderr
+    report = json.loads(live.stdout)
+    answer = report["live"][PROXY_FQDN]
+    assert answer["service_active"] is True and answer["cert_days_left"] > 390
+    assert answer["fqdn"] == PROXY_FQDN
+
+    proxy.send_signal(signal.SIGSTOP)  # alive on the network, but not answering
+    try:
+        silent = h.cli(h.engine, "status", "--live", "--timeout", "1")
+        assert silent.returncode == 1
+        assert (
+            f"{PROXY_FQDN}  NO ANSWER" in silent.stdout and "No answer within 1 s" in silent.stdout
+        )
+    finally:
+        proxy.send_signal(signal.SIGCONT)
+
+
+def test_a_proxy_that_stops_heartbeating_is_marked_stale(running: Hosts) -> None:
+    h = joined(running)
+    toml = h.engine / "etc/wsproxy-agent/engine.toml"
+    text = toml.read_text().replace("heartbeat_interval = 30", "heartbeat_interval = 1")
+    toml.write_text(text.replace("stale_after_missed = 3", "stale_after_missed = 2"))
+    wait_for(
+        lambda: "STALE" in h.cli(h.engine, "status").stdout, "the proxy to be marked stale", 10
+    )
+    status = h.cli(h.engine, "status")
+    assert status.returncode == 1 and "heartbeats missed" in status.stdout
+    proxy_toml = h.proxy / "etc/wsproxy-agent/proxy.toml"
+    proxy_toml.write_text(
+        proxy_toml.read_text().replace("heartbeat_interval = 30", "heartbeat_interval = 1")
+    )
+    h.start_proxy()  # heartbeats again, every second
+    wait_for(
+        lambda: "STALE" not in h.cli(h.engine, "status").stdout, "the proxy to be fresh again", 10
+    )
+    assert h.cli(h.engine, "status").returncode == 0
