@@ -463,6 +463,28 @@ def keys_delete(ctx: click.Context, fqdn: str) -> None:
 keys.add_command(keys_delete, "revoke")
 
 
+@engine.command("renew")
+@click.argument("fqdn")
+@click.pass_context
+@friendly_errors
+def engine_renew(ctx: click.Context, fqdn: str) -> None:
+    """Tell a connected proxy to renew its certificate now (the daemon must run)."""
+    from engine_agent.settings import EngineSettings
+    from protocol.names import normalise_fqdn
+    from wsproxy_agent import control
+
+    settings = EngineSettings.load(root_of(ctx))
+    name = normalise_fqdn(fqdn)
+    answer = control.ask(settings.paths.engine_control, {"op": "renew", "fqdn": name})
+    if answer is None:
+        raise Abort("The engine daemon is not running; it can only ask a connected proxy.")
+    if not answer.get("notified"):
+        raise Abort(
+            f"{name} is not connected (or unknown); on the proxy run 'wsproxy-agent proxy renew'."
+        )
+    click.echo(f"{name}: asked to renew now; see 'wsproxy-agent status' on either host.")
+
+
 @engine.command("deactivate")
 @click.argument("fqdn")
 @click.pass_context

@@ -201,9 +201,16 @@ class EngineDaemon:
         if reply is not None:
             self._send(routing_id, msg.sender, msg.id, reply)
 
-    def _send(self, routing_id: bytes, to: str, re: bytes | None, reply: Reply) -> None:
+    def _send(self, routing_id: bytes, to: str, re: bytes | None, reply: Reply) -> bool:
+        """Send without ever blocking the loop; False when the peer is gone or saturated."""
         sealed = seal(self.key, reply.type, reply.body, recipient=to, now_ms=_now_ms(), re=re)
-        self.sock.send_multipart([routing_id, *sealed.frames])
+        try:
+            self.sock.send_multipart([routing_id, *sealed.frames], flags=zmq.NOBLOCK)
+        except zmq.ZMQError as exc:  # EHOSTUNREACH (ROUTER_MANDATORY) or EAGAIN (its queue is full)
+            self.log.info("send_dropped", to=to, type=reply.type, why=exc.strerror)
+            self.routes = {fp: r for fp, r in self.routes.items() if r != routing_id}
+            return False
+        return True
 
     def _dispatch(self, routing_id: bytes, msg: Message) -> Reply | None:
         if msg.type == cat.ENROLL_REQUEST:
@@ -371,9 +378,22 @@ class EngineDaemon:
                 sealed = seal(
                     self.key, cat.STATUS_QUERY, {}, recipient=proxy.fingerprint, now_ms=_now_ms()
                 )
-                self.sock.send_multipart([route, *sealed.frames])
+                try:
+                    self.sock.send_multipart([route, *sealed.frames], flags=zmq.NOBLOCK)
+                except zmq.ZMQError:
+                    self.live.expect(proxy.fqdn, None)  # gone: counts as no answer
+                    continue
                 self.live.expect(proxy.fqdn, sealed.id)
             return None  # answered from the loop when every proxy answered or time is up
+        if op == "renew":
+            return {
+                "ok": True,
+                "notified": self._push(
+                    str(request.get("fqdn", "")),
+                    cat.RENEW_NOW,
+                    "An operator asked for renewal now.",
+                ),
+            }
         if op == "revoked":
             return {"ok": True, "notified": self._push_revoke(str(request.get("fqdn", "")))}
         return {"ok": False, "error": f"unknown operation {op!r}"}
@@ -382,15 +402,21 @@ class EngineDaemon:
         proxy = self.registry.proxy(fqdn)
         if proxy is None or proxy.state is not EngineState.REVOKED:
             return False
-        route = self.routes.pop(proxy.fingerprint, None)
-        if route is None:
+        pushed = self._push(fqdn, cat.REVOKE_NOTICE, "An operator revoked this proxy's key.")
+        self.routes.pop(proxy.fingerprint, None)
+        if pushed:
+            logs.decision(
+                self.log, "revoke", who=proxy.fingerprint, why="revoke notice pushed", fqdn=fqdn
+            )
+        return pushed
+
+    def _push(self, fqdn: str, msg_type: str, reason: str) -> bool:
+        """Send to a proxy where it last spoke from; False when it has no known route."""
+        proxy = self.registry.proxy(fqdn)
+        route = self.routes.get(proxy.fingerprint) if proxy is not None else None
+        if proxy is None or route is None:
             return False
-        notice = Reply(cat.REVOKE_NOTICE, {"reason": "An operator revoked this proxy's key."})
-        self._send(route, proxy.fingerprint, None, notice)
-        logs.decision(
-            self.log, "revoke", who=proxy.fingerprint, why="revoke notice pushed", fqdn=fqdn
-        )
-        return True
+        return self._send(route, proxy.fingerprint, None, Reply(msg_type, {"reason": reason}))
 
 
 def _activation_reply(

@@ -61,6 +61,7 @@ STATUS_QUERY = "status_query"
 STATUS_REPLY = "status_reply"
 RENEW_REQUEST = "renew_request"
 REVOKE_NOTICE = "revoke_notice"
+RENEW_NOW = "renew_now"
 ERROR = "error"
 
 _TYPES = (
@@ -130,6 +131,7 @@ _TYPES = (
         RENEW_REQUEST, Role.ENGINE, Schema(required={"csr": PEM}, optional={"reason": REASON})
     ),
     MessageType(REVOKE_NOTICE, Role.PROXY, Schema(required={"reason": REASON})),
+    MessageType(RENEW_NOW, Role.PROXY, Schema(required={"reason": REASON})),
 )
 
 _ERROR_SCHEMA = Schema(

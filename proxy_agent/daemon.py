@@ -41,6 +41,7 @@ class ProxyDaemon:
         self.jitter = schedule.draw_jitter()
         self.renew_failures = 0
         self.next_renewal_try = 0.0
+        self.force_renewal = False
 
     def stop(self, *_: object) -> None:
         self._stop.set()
@@ -92,11 +93,10 @@ class ProxyDaemon:
         if not isinstance(not_before, int) or not isinstance(not_after, int):
             return
         now = time.time()
-        if (
-            now < schedule.renew_due(not_before, not_after, self.jitter)
-            or now < self.next_renewal_try
-        ):
+        due = schedule.renew_due(not_before, not_after, self.jitter)
+        if not self.force_renewal and (now < due or now < self.next_renewal_try):
             return
+        self.force_renewal = False  # one push, one attempt; failures then follow the backoff
         self.log.info("renewal_started", not_after=not_after)
         try:
             Join(
@@ -120,6 +120,9 @@ class ProxyDaemon:
         if msg.type == cat.STATUS_QUERY:
             body = {"enrolled": True, "fqdn": self.settings.fqdn, **health.snapshot(self.settings)}
             link.send(cat.STATUS_REPLY, body, re=msg.id)
+        elif msg.type == cat.RENEW_NOW:
+            self.log.info("renewal_requested", who=msg.sender, why=msg.text("reason"))
+            self.force_renewal = True
         elif msg.type == cat.REVOKE_NOTICE:
             reason = msg.text("reason")
             logs.decision(self.log, "revoked", who=msg.sender, why=reason)

@@ -18,6 +18,7 @@ COMMANDS = [
     ["engine", "run"],
     ["engine", "activate"],
     ["engine", "deactivate"],
+    ["engine", "renew"],
     ["token"],
     ["token", "create"],
     ["token", "list"],

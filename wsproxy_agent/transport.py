@@ -63,6 +63,7 @@ def server(ctx: Context, endpoint: str, secret: bytes | None) -> Socket:
     sock: Socket = ctx.socket(zmq.ROUTER)
     _common(sock)
     sock.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnecting proxy takes its routing id back
+    sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a gone peer fails instead of vanishing
     if secret is not None:
         sock.curve_server = True
         sock.curve_secretkey = secret

@@ -85,3 +85,18 @@ def test_the_daemon_renews_by_itself_when_due(running: Hosts) -> None:
     assert h.registry()[0]["serial"] == json.loads(state_file.read_text())["serial"]
     assert '"renewal_done"' in h.proxy_log()
     assert os.path.exists(h.proxy_file(CERT + ".bak"))
+
+
+def test_the_engine_can_push_renew_now(running: Hosts) -> None:
+    h = joined(running)
+    state_file = h.proxy / "var/lib/wsproxy-agent/proxy-state.json"
+    serial = json.loads(state_file.read_text())["serial"]
+    down = h.cli(h.engine, "engine", "renew", PROXY_FQDN)
+    assert down.returncode == 1 and "not connected" in down.stderr  # no daemon on the proxy yet
+    h.start_proxy()
+    wait_for(lambda: h.registry()[0]["health"] is not None, "a heartbeat")
+    h.cli(h.engine, "engine", "renew", PROXY_FQDN, check=True)
+    wait_for(
+        lambda: json.loads(state_file.read_text()).get("serial") != serial, "the pushed renewal", 30
+    )
+    assert '"renewal_requested"' in h.proxy_log()
