@@ -175,6 +175,7 @@ def example_bodies(proxy: Ed25519PrivateKey, token: tokens.Token) -> dict[str, d
         },
         catalogue.RENEW_REQUEST: {"csr": CSR_PEM, "reason": "30 days left"},
         catalogue.REVOKE_NOTICE: {"reason": "Host retired."},
+        catalogue.RENEW_NOW: {"reason": "Renew now, please."},
         catalogue.ERROR: {"code": "bad_request", "message": "That was not understood."},
     }
 
