@@ -197,7 +197,7 @@ class Registry:
             assignments = ", ".join(f"{name} = ?" for name in fields)
             db.execute(f"UPDATE proxies SET {assignments} WHERE fqdn = ?", (*fields.values(), fqdn))
         fingerprint = fields.get("fingerprint") or (current["fingerprint"] if current else None)
-        self._audit(db, actor, event.value, fqdn, fingerprint, why)
+        self.audit_within(db, actor, event.value, fqdn, fingerprint, why)
         return new_state
 
     def update(self, fqdn: str, **fields: Any) -> None:
@@ -215,7 +215,7 @@ class Registry:
             ).fetchall()
             for row in rows:
                 db.execute("DELETE FROM proxies WHERE fqdn = ?", (row["fqdn"],))
-                self._audit(
+                self.audit_within(
                     db, "engine", "expire", row["fqdn"], row["fingerprint"], "pending too long"
                 )
         return [r["fqdn"] for r in rows]
@@ -236,7 +236,9 @@ class Registry:
                     token.expires_at,
                 ),
             )
-            self._audit(db, "operator", "token_create", token.proxy_fqdn, None, f"token {token.id}")
+            self.audit_within(
+                db, "operator", "token_create", token.proxy_fqdn, None, f"token {token.id}"
+            )
 
     def token(self, token_id: str) -> TokenRow | None:
         row = self._db.execute("SELECT * FROM tokens WHERE id = ?", (token_id,)).fetchone()
@@ -266,27 +268,16 @@ class Registry:
                 "UPDATE tokens SET revoked = 1 WHERE id = ? AND revoked = 0", (token_id,)
             ).rowcount
             if changed:
-                self._audit(db, actor, "token_revoke", None, None, f"token {token_id}")
+                self.audit_within(db, actor, "token_revoke", None, None, f"token {token_id}")
         return bool(changed)
 
     # audit and meta
     def audit(
         self, actor: str, action: str, fqdn: str | None, fingerprint: str | None, why: str
     ) -> None:
-        self._audit(self._db, actor, action, fqdn, fingerprint, why)
+        self.audit_within(self._db, actor, action, fqdn, fingerprint, why)
 
     def audit_within(
-        self,
-        db: sqlite3.Connection,
-        actor: str,
-        action: str,
-        fqdn: str | None,
-        fingerprint: str | None,
-        why: str,
-    ) -> None:
-        self._audit(db, actor, action, fqdn, fingerprint, why)
-
-    def _audit(
         self,
         db: sqlite3.Connection,
         actor: str,

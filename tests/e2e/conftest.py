@@ -109,52 +109,33 @@ class Hosts:
             check=True,
         )
 
-    def start_engine(self) -> subprocess.Popen[bytes]:
-        log = (self.top / "engine.log").open("ab")
+    def _daemon(self, root: Path, role: str) -> subprocess.Popen[bytes]:
+        log = (self.top / f"{role}.log").open("ab")
         proc = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "wsproxy_agent",
                 "--root",
-                str(self.engine),
+                str(root),
                 "--log-format",
                 "json",
-                "engine",
+                role,
                 "run",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
         self.daemons.append(proc)
-        wait_for(
-            lambda: self.cli(self.engine, "status", "--json").stdout.count('"running (pid') == 1,
-            "the engine daemon to answer on its control socket",
-        )
+        # Running means answering on the control socket, which status asks.
+        wait_for(lambda: "running (pid" in self.cli(root, "status").stdout, f"the {role} daemon")
         return proc
 
+    def start_engine(self) -> subprocess.Popen[bytes]:
+        return self._daemon(self.engine, "engine")
+
     def start_proxy(self) -> subprocess.Popen[bytes]:
-        log = (self.top / "proxy.log").open("ab")
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "wsproxy_agent",
-                "--root",
-                str(self.proxy),
-                "--log-format",
-                "json",
-                "proxy",
-                "run",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        self.daemons.append(proc)
-        wait_for(
-            lambda: "running (pid" in self.cli(self.proxy, "status").stdout, "the proxy daemon"
-        )
-        return proc
+        return self._daemon(self.proxy, "proxy")
 
     def proxy_log(self) -> str:
         path = self.top / "proxy.log"
