@@ -9,13 +9,44 @@ from __future__ import annotations
 import json
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import click
 
 from wsproxy_agent.clitools import Abort, friendly_errors, root_of, setup_logging
 
 DEFAULT_CA_SUBJECT = "/C=US/O=wsproxy-agent"
+
+if TYPE_CHECKING:
+    from engine_agent.registry import Proxy, Registry
+    from engine_agent.settings import EngineSettings
+
+
+@contextmanager
+def _registry(ctx: click.Context) -> Iterator[tuple[EngineSettings, Registry]]:
+    """engine.toml and the registry, closed however the command ends."""
+    from engine_agent.registry import Registry
+    from engine_agent.settings import EngineSettings
+
+    settings = EngineSettings.load(root_of(ctx))
+    registry = Registry(settings.paths.registry)
+    try:
+        yield settings, registry
+    finally:
+        registry.close()
+
+
+def _known_proxy(registry: Registry, fqdn: str) -> Proxy:
+    from protocol.names import normalise_fqdn
+
+    name = normalise_fqdn(fqdn)
+    proxy = registry.proxy(name)
+    if proxy is None:
+        raise Abort(f"No proxy named {name}; see 'wsproxy-agent keys list'.")
+    return proxy
 
 
 @click.group("engine")
@@ -127,20 +158,14 @@ def engine_run(ctx: click.Context) -> None:
 @friendly_errors
 def engine_activate(ctx: click.Context, fqdn: str) -> None:
     """Retry switching the engine to FQDN after a failed engine-config or restart."""
-    from engine_agent.registry import Registry
-    from engine_agent.settings import EngineSettings
-    from protocol.names import normalise_fqdn
     from protocol.states import EngineEvent
     from wsproxy_agent import control
 
-    settings = EngineSettings.load(root_of(ctx))
-    name = normalise_fqdn(fqdn)
-    registry = Registry(settings.paths.registry)
-    proxy = registry.proxy(name)
-    if proxy is None:
-        raise Abort(f"No proxy named {name}; see 'wsproxy-agent keys list'.")
-    registry.transition(name, EngineEvent.RETRY_ACTIVATION, actor="operator", why="engine activate")
-    registry.close()
+    with _registry(ctx) as (settings, registry):
+        name = _known_proxy(registry, fqdn).fqdn
+        registry.transition(
+            name, EngineEvent.RETRY_ACTIVATION, actor="operator", why="engine activate"
+        )
     answer = control.ask(settings.paths.engine_control, {"op": "activate", "fqdn": name})
     if answer is None:
         click.echo(
@@ -187,35 +212,32 @@ def token_create(
     ctx: click.Context, proxy_fqdn: str, port: int, ttl: str | None, no_activate: bool
 ) -> None:
     """Print a one-time join string for 'wsproxy-agent proxy join' (last line of output)."""
-    from engine_agent.registry import Registry, TokenRow, now_s
-    from engine_agent.settings import EngineSettings
+    from engine_agent.registry import TokenRow, now_s
     from protocol import identity, joinstring, tokens
     from protocol.names import normalise_fqdn
     from wsproxy_agent import config, transport
 
-    settings = EngineSettings.load(root_of(ctx))
     fqdn = normalise_fqdn(proxy_fqdn)
-    lifetime = config.parse_duration(ttl) if ttl else settings.token_ttl
     new = tokens.generate()
-    registry = Registry(settings.paths.registry)
-    created = now_s()
-    registry.add_token(
-        TokenRow(
-            id=new.id,
-            proof_key=new.proof_key,
-            proxy_fqdn=fqdn,
-            port=port,
-            activate=not no_activate,
-            created_at=created,
-            expires_at=created + lifetime,
-            used_at=None,
-            used_by=None,
-            used_csr_sha256=None,
-            failures=0,
-            revoked=False,
+    with _registry(ctx) as (settings, registry):
+        lifetime = config.parse_duration(ttl) if ttl else settings.token_ttl
+        created = now_s()
+        registry.add_token(
+            TokenRow(
+                id=new.id,
+                proof_key=new.proof_key,
+                proxy_fqdn=fqdn,
+                port=port,
+                activate=not no_activate,
+                created_at=created,
+                expires_at=created + lifetime,
+                used_at=None,
+                used_by=None,
+                used_csr_sha256=None,
+                failures=0,
+                revoked=False,
+            )
         )
-    )
-    registry.close()
     host, _, agent_port = settings.advertise.rpartition(":")
     key = settings.identity()
     join = joinstring.JoinString(
@@ -241,14 +263,13 @@ def token_create(
 @friendly_errors
 def token_list(ctx: click.Context, as_json: bool) -> None:
     """List join tokens (their secrets are not stored and cannot be shown)."""
-    from engine_agent.registry import Registry, now_s
-    from engine_agent.settings import EngineSettings
+    from engine_agent.registry import now_s
 
-    settings = EngineSettings.load(root_of(ctx))
-    registry = Registry(settings.paths.registry)
+    with _registry(ctx) as (_, registry):
+        tokens = registry.tokens()
     now = now_s()
     rows = []
-    for row in registry.tokens():
+    for row in tokens:
         state = (
             "revoked"
             if row.revoked
@@ -268,7 +289,6 @@ def token_list(ctx: click.Context, as_json: bool) -> None:
                 "failures": row.failures,
             }
         )
-    registry.close()
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -287,13 +307,8 @@ def token_list(ctx: click.Context, as_json: bool) -> None:
 @friendly_errors
 def token_revoke(ctx: click.Context, token_id: str) -> None:
     """Revoke an unused join token."""
-    from engine_agent.registry import Registry
-    from engine_agent.settings import EngineSettings
-
-    settings = EngineSettings.load(root_of(ctx))
-    registry = Registry(settings.paths.registry)
-    done = registry.revoke_token(token_id, actor="operator")
-    registry.close()
+    with _registry(ctx) as (_, registry):
+        done = registry.revoke_token(token_id, actor="operator")
     if not done:
         raise Abort(f"No unrevoked token {token_id}; see 'wsproxy-agent token list'.")
     click.echo(f"token {token_id} revoked")
@@ -310,13 +325,8 @@ def keys() -> None:
 @friendly_errors
 def keys_list(ctx: click.Context, as_json: bool) -> None:
     """List proxies by state (pending, accepted, rejected, revoked) with key fingerprints."""
-    from engine_agent.registry import Registry
-    from engine_agent.settings import EngineSettings
-
-    settings = EngineSettings.load(root_of(ctx))
-    registry = Registry(settings.paths.registry)
-    proxies = registry.proxies()
-    registry.close()
+    with _registry(ctx) as (_, registry):
+        proxies = registry.proxies()
     rows = [
         {
             "fqdn": p.fqdn,
@@ -352,22 +362,15 @@ def decision_of(state: str) -> str:
 
 
 def _decide(ctx: click.Context, fqdn: str, verb: str) -> None:
-    from engine_agent.registry import Registry
-    from engine_agent.settings import EngineSettings
-    from protocol.names import normalise_fqdn
     from protocol.states import EngineEvent
     from wsproxy_agent import logs
 
     setup_logging(ctx)
-    settings = EngineSettings.load(root_of(ctx))
-    name = normalise_fqdn(fqdn)
-    registry = Registry(settings.paths.registry)
-    proxy = registry.proxy(name)
-    if proxy is None:
-        raise Abort(f"No proxy named {name}; see 'wsproxy-agent keys list'.")
     event = {"accept": EngineEvent.ACCEPT, "reject": EngineEvent.REJECT}[verb]
-    registry.transition(name, event, actor="operator", why=f"keys {verb}")
-    registry.close()
+    with _registry(ctx) as (_, registry):
+        proxy = _known_proxy(registry, fqdn)
+        name = proxy.fqdn
+        registry.transition(name, event, actor="operator", why=f"keys {verb}")
     logs.decision(
         logs.get("keys"), verb, who=proxy.fingerprint, why=f"operator ran keys {verb}", fqdn=name
     )
@@ -377,21 +380,14 @@ def _decide(ctx: click.Context, fqdn: str, verb: str) -> None:
 def _withdraw(ctx: click.Context, fqdn: str, *, revoke: bool) -> None:
     """Shared by 'keys delete' and 'engine deactivate'."""
     from engine_agent.activation import EngineSwitch
-    from engine_agent.registry import Registry
-    from engine_agent.settings import EngineSettings
     from engine_agent.withdrawal import withdraw
-    from protocol.names import normalise_fqdn
     from protocol.states import EngineState
     from wsproxy_agent import control, logs
 
     setup_logging(ctx)
-    settings = EngineSettings.load(root_of(ctx))
-    name = normalise_fqdn(fqdn)
-    registry = Registry(settings.paths.registry)
-    try:
-        proxy = registry.proxy(name)
-        if proxy is None:
-            raise Abort(f"No proxy named {name}; see 'wsproxy-agent keys list'.")
+    with _registry(ctx) as (settings, registry):
+        proxy = _known_proxy(registry, fqdn)
+        name = proxy.fqdn
         if not revoke and not proxy.active:
             raise Abort(f"{name} is not the proxy the engine uses; nothing to switch back.")
         if revoke and proxy.state is EngineState.REVOKED and not proxy.active:
@@ -414,8 +410,6 @@ def _withdraw(ctx: click.Context, fqdn: str, *, revoke: bool) -> None:
             revoke=revoke and proxy.state is not EngineState.REVOKED,
             actor="operator",
         )
-    finally:
-        registry.close()
     if revoke:
         control.ask(settings.paths.engine_control, {"op": "revoked", "fqdn": name})
     if failure is not None:

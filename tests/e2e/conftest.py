@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -22,15 +21,11 @@ from pathlib import Path
 
 import pytest
 
+from wsproxy_agent.demo import free_port
+
 STANDINS = Path(__file__).resolve().parents[1] / "standins"
 ENGINE_FQDN = "engine.e2e.test"
 PROXY_FQDN = "proxy.e2e.test"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
