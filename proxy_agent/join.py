@@ -35,6 +35,7 @@ from wsproxy_agent.keyfiles import load_identity, load_or_create_identity
 ATTEMPT_S = 5.0
 REPORT_ATTEMPT_S = 15.0
 HANDSHAKE_S = 10.0
+POLL_ROUND_TRIP_S = 1.0
 
 
 @dataclass
@@ -161,13 +162,15 @@ class Join:
                     f"'wsproxy-agent keys list' shows {reply.text('fingerprint')}"
                 )
                 told_pending = True
-            retry = reply.number("retry_after")
-            if time.monotonic() + retry >= self.deadline:
+            pause = reply.number("retry_after") + random.uniform(0, 1)
+            # Leave time for the next round trip too, or the deadline would strike inside it
+            # and read as "no answer" instead of "no decision".
+            if time.monotonic() + pause + POLL_ROUND_TRIP_S >= self.deadline:
                 raise Abort(
                     "No decision before --timeout; run the same join again to keep waiting.",
                     EXIT_TIMEOUT,
                 )
-            time.sleep(retry + random.uniform(0, 1))
+            time.sleep(pause)
 
     def _check(self, approved: Message, tls_key_pem: bytes) -> verify.Delivery:
         delivery = verify.check_delivery(
