@@ -61,8 +61,11 @@ class EngineLink:
         )
         self.ctx = zmq.Context()
         server_key = transport.curve_from_raw(self.curve_key) if self.curve_key else None
-        self.sock = transport.client(self.ctx, transport.tcp_endpoint(self.address), server_key)
-        self.monitor = self.sock.get_monitor_socket(_HANDSHAKE_EVENTS)
+        self.sock, monitor = transport.client(
+            self.ctx, transport.tcp_endpoint(self.address), server_key, _HANDSHAKE_EVENTS
+        )
+        assert monitor is not None
+        self.monitor = monitor
         self.handshakes = 0
         self.connected = False
 

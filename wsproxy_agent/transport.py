@@ -71,8 +71,14 @@ def server(ctx: Context, endpoint: str, secret: bytes | None) -> Socket:
     return sock
 
 
-def client(ctx: Context, endpoint: str, server_public: bytes | None) -> Socket:
-    """A proxy's DEALER, pinned to the engine's Curve key. Backoff is libzmq's reconnect."""
+def client(
+    ctx: Context, endpoint: str, server_public: bytes | None, monitor_events: int = 0
+) -> tuple[Socket, Socket | None]:
+    """A proxy's DEALER, pinned to the engine's Curve key. Backoff is libzmq's reconnect.
+
+    With ``monitor_events`` it also returns a monitor socket, attached *before* connecting:
+    on loopback the handshake can finish before a monitor attached afterwards would see it.
+    """
     sock: Socket = ctx.socket(zmq.DEALER)
     _common(sock)
     sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
@@ -83,8 +89,9 @@ def client(ctx: Context, endpoint: str, server_public: bytes | None) -> Socket:
         sock.curve_serverkey = server_public
         sock.curve_publickey = public
         sock.curve_secretkey = secret
+    monitor = sock.get_monitor_socket(monitor_events) if monitor_events else None
     sock.connect(endpoint)
-    return sock
+    return sock, monitor
 
 
 def tcp_endpoint(address: str) -> str:

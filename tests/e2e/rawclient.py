@@ -29,7 +29,7 @@ class RawProxy:
         self.fp = identity.fingerprint(self.key)
         self.ctx: zmq.Context[Any] = zmq.Context()
         curve = transport.read_curve_key(state / "curve.key")
-        self.sock = transport.client(self.ctx, f"tcp://127.0.0.1:{port}", curve)
+        self.sock, _ = transport.client(self.ctx, f"tcp://127.0.0.1:{port}", curve)
         public = self.engine_key.public_key()
         self.receiver = Receiver(
             Role.PROXY, self.fp, lambda fp: public if fp == self.engine_fp else None
