@@ -7,6 +7,7 @@ audit trail and the log say the same thing.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any
 
@@ -16,8 +17,26 @@ FORMATS = ("json", "console")
 
 
 def default_format() -> str:
-    """JSON when nobody is watching (systemd's journal), readable lines on a terminal."""
-    return "console" if sys.stderr.isatty() else "json"
+    """JSON for the journal or any other non-terminal, readable lines on a terminal."""
+    if _stderr_is_journal() or not sys.stderr.isatty():
+        return "json"
+    return "console"
+
+
+def _stderr_is_journal() -> bool:
+    """systemd sets JOURNAL_STREAM to the journal stream's "device:inode" (systemd.exec(5)).
+
+    It is compared with stderr rather than trusted when merely set, because a program
+    started from a service inherits the variable with a terminal on its stderr.
+    """
+    expected = os.environ.get("JOURNAL_STREAM")
+    if not expected:
+        return False
+    try:
+        st = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError):
+        return False
+    return expected == f"{st.st_dev}:{st.st_ino}"
 
 
 def configure(fmt: str | None = None, level: int = logging.INFO) -> None:
