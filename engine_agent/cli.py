@@ -489,3 +489,74 @@ def engine_deactivate(ctx: click.Context, fqdn: str) -> None:
     The proxy stays enrolled; 'wsproxy-agent engine activate FQDN' switches over again.
     """
     _withdraw(ctx, fqdn, revoke=False)
+
+
+@engine.command("rotate-keys")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Rotate even when enrolled proxies are not connected; each of those needs a fresh "
+    "token afterwards ('proxy join' again).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(1, 600),
+    default=30,
+    show_default=True,
+    help="Seconds to wait for the connected proxies to confirm the new keys.",
+)
+@click.pass_context
+@friendly_errors
+def engine_rotate_keys(ctx: click.Context, force: bool, timeout: float) -> None:
+    """Replace the engine agent's identity and Curve keys; enrolled proxies follow.
+
+    The running daemon announces the new keys to every connected proxy, signed with the
+    old key, waits for them to confirm, then switches. Join strings made before no longer
+    work: make new tokens. Without a running daemon only --force can rotate (nobody hears).
+    """
+    from engine_agent import rotation
+    from engine_agent.enrollment import TRUSTED_STATES
+    from engine_agent.settings import EngineSettings
+    from protocol import identity, joinstring
+    from wsproxy_agent import control
+
+    settings = EngineSettings.load(root_of(ctx))
+    paths = settings.paths
+    if control.ask(paths.engine_control, {"op": "ping"}) is not None:
+        answer = control.ask(
+            paths.engine_control,
+            {"op": "rotate", "timeout": timeout, "force": force},
+            timeout_ms=int(timeout * 1000) + 10_000,
+        )
+        if answer is None:
+            raise Abort("The engine daemon did not answer; see its log and 'wsproxy-agent status'.")
+        if not answer.get("ok"):
+            raise Abort(str(answer.get("error")))
+        fingerprint, followed, missed = answer["fingerprint"], answer["followed"], answer["missed"]
+    else:
+        with _registry(ctx) as (_, registry):
+            enrolled = sorted(p.fqdn for p in registry.proxies() if p.state in TRUSTED_STATES)
+            if enrolled and not force:
+                raise Abort(
+                    "The engine daemon is not running, so no proxy can be told of new keys: "
+                    f"{', '.join(enrolled)} would need fresh tokens. Start the daemon "
+                    "(systemctl start wsproxy-agent-engine) and try again, or use --force."
+                )
+            keys = rotation.prepare(paths)
+            rotation.commit(paths)
+            fingerprint, followed, missed = keys.fingerprint, [], enrolled
+            registry.set_meta("fingerprint", fingerprint)
+            registry.audit("operator", "rotate-keys", None, fingerprint, "daemon not running")
+    key = identity.public_raw(identity.private_from_pem(paths.identity_key.read_bytes()))
+    click.echo(f"engine identity  {fingerprint}")
+    click.echo(
+        f"engine key       {joinstring.format_engine_key(rotation.curve_public_raw(paths), key)}"
+    )
+    if followed:
+        click.echo(f"followed         {', '.join(followed)}")
+    click.echo("join strings and tokens made before this no longer work; make new ones")
+    if missed:
+        raise Abort(
+            f"Did not confirm the new keys: {', '.join(missed)}. On each, run "
+            "'wsproxy-agent proxy join' with a fresh token from 'wsproxy-agent token create'."
+        )

@@ -62,6 +62,8 @@ STATUS_REPLY = "status_reply"
 RENEW_REQUEST = "renew_request"
 REVOKE_NOTICE = "revoke_notice"
 RENEW_NOW = "renew_now"
+ENGINE_KEY_ROTATION = "engine_key_rotation"
+ROTATION_ACK = "rotation_ack"
 ERROR = "error"
 
 _TYPES = (
@@ -132,6 +134,14 @@ _TYPES = (
     ),
     MessageType(REVOKE_NOTICE, Role.PROXY, Schema(required={"reason": REASON})),
     MessageType(RENEW_NOW, Role.PROXY, Schema(required={"reason": REASON})),
+    # Signed by the engine's current key, it names the keys that replace it; a proxy that
+    # trusts the signer may trust the successor, so no new token is needed.
+    MessageType(
+        ENGINE_KEY_ROTATION,
+        Role.PROXY,
+        Schema(required={"identity_key": Bin(32, exact=True), "curve_key": Bin(32, exact=True)}),
+    ),
+    MessageType(ROTATION_ACK, Role.ENGINE, Schema(required={"pinned": FINGERPRINT}), reply=True),
 )
 
 _ERROR_SCHEMA = Schema(

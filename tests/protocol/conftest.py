@@ -176,6 +176,8 @@ def example_bodies(proxy: Ed25519PrivateKey, token: tokens.Token) -> dict[str, d
         catalogue.RENEW_REQUEST: {"csr": CSR_PEM, "reason": "30 days left"},
         catalogue.REVOKE_NOTICE: {"reason": "Host retired."},
         catalogue.RENEW_NOW: {"reason": "Renew now, please."},
+        catalogue.ENGINE_KEY_ROTATION: {"identity_key": b"\x11" * 32, "curve_key": b"\x22" * 32},
+        catalogue.ROTATION_ACK: {"pinned": "SHA256:" + "A" * 43},
         catalogue.ERROR: {"code": "bad_request", "message": "That was not understood."},
     }
 
