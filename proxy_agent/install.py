@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wsproxy_agent.files import ensure_dir, sha256_file, write_atomic
+from wsproxy_agent.files import NewFile, ensure_dir, sha256_file, write_all_atomic
 from wsproxy_agent.paths import SERVICE_USER, HostPaths
 
 SECRET_MODE = 0o600
@@ -55,7 +55,7 @@ def install_delivery(
     setup_conf_text: str,
     owner: str = SERVICE_USER,
 ) -> list[Path]:
-    """Write every file atomically (old ones kept as ``.bak``); return the paths written."""
+    """Write every file, all or none (old ones kept as ``.bak``); return the paths written."""
     content = {
         "tls_key": tls_key_pem,
         "cert": delivery_cert_pem,
@@ -65,16 +65,16 @@ def install_delivery(
     }
     if not paths.state_dir.exists():
         ensure_dir(paths.state_dir, STATE_DIR_MODE)
-    written = []
-    for target in targets(paths):
-        write_atomic(
-            target.path,
-            content[target.name],
-            mode=target.mode,
-            owner=owner if target.service_owned else None,
-        )
-        written.append(target.path)
-    return written
+    chosen = targets(paths)
+    # Together: a key never lands beside a certificate it does not match, not even when the
+    # disk fills up halfway through.
+    write_all_atomic(
+        [
+            NewFile(t.path, content[t.name], t.mode, owner=owner if t.service_owned else None)
+            for t in chosen
+        ]
+    )
+    return [t.path for t in chosen]
 
 
 def _owner_name(uid: int) -> str:

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import hashlib
 import os
 import pwd
 import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+from wsproxy_agent import testseam
 from wsproxy_agent.errors import AgentError
 
 _BACKUP_MODE = 0o600
@@ -26,26 +30,23 @@ class InstallError(AgentError):
     """A file could not be written; ``sentence`` says why and what to do."""
 
 
-def _sentence(exc: OSError, path: Path) -> str:
+def _sentence(exc: OSError, path: Path, kept: str = "the old file is unchanged") -> str:
     where = path.parent
     if exc.errno == errno.ENOSPC:
-        return (
-            f"No space left on {where} while writing {path}; the old file is unchanged. "
-            "Free space and retry."
-        )
+        return f"No space left on {where} while writing {path}; {kept}. Free space and retry."
     if exc.errno == errno.EDQUOT:
         return (
-            f"The disk quota on {where} is used up while writing {path}; the old file is "
-            "unchanged. Free space or raise the quota and retry."
+            f"The disk quota on {where} is used up while writing {path}; {kept}. "
+            "Free space or raise the quota and retry."
         )
     if exc.errno in (errno.EACCES, errno.EPERM):
         return (
-            f"Permission denied writing {path}; the old file is unchanged. Run the agent as "
+            f"Permission denied writing {path}; {kept}. Run the agent as "
             f"root or let it write to {where}."
         )
     if exc.errno == errno.EROFS:
         return f"{where} is on a read-only file system; {path} was not written. Remount it read-write and retry."
-    return f"Could not write {path}: {exc.strerror or exc}; the old file is unchanged."
+    return f"Could not write {path}: {exc.strerror or exc}; {kept}."
 
 
 def _owner_ids(owner: str | None) -> tuple[int, int] | None:
@@ -145,6 +146,76 @@ def write_atomic(
             f"{path} was replaced but {directory} could not be synced ({exc.strerror}); "
             "a power cut now could lose the change. Check the disk."
         ) from exc
+
+
+@dataclass(frozen=True)
+class NewFile:
+    """One file of a set that ``write_all_atomic`` replaces together."""
+
+    path: Path
+    data: bytes
+    mode: int = 0o600
+    owner: str | None = None
+
+
+def write_all_atomic(files: Sequence[NewFile]) -> None:
+    """Replace several files so that a failure to write any of them changes none of them.
+
+    Everything is written first, to synced temp files beside the targets: each new content
+    and a ``.bak`` copy of each file whose content changes (a file rewritten with the same
+    bytes keeps its older backup). Only then is each renamed into place; renames need no
+    space, so a full disk or a write error leaves every file as it was. A crash during the
+    renames at the very end can leave some files new and some old, each whole: the caller
+    must then write the whole set again, which also removes the temp files a killed earlier
+    attempt left behind.
+    """
+    renames: list[tuple[Path, Path]] = []  # (temp, target), in the order given
+    for new in files:
+        try:
+            new.path.parent.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+            _remove_leftover_temps(new.path)
+            old = new.path.read_bytes() if new.path.is_file() else None
+            if old is not None and old != new.data:
+                backup = new.path.with_name(new.path.name + ".bak")
+                temp = _write_temp(new.path.parent, backup.name, old, _BACKUP_MODE, None)
+                renames.append((temp, backup))
+            temp = _write_temp(new.path.parent, new.path.name, new.data, new.mode, new.owner)
+            renames.append((temp, new.path))
+        except OSError as exc:
+            _remove_quietly(temp for temp, _ in renames)
+            raise InstallError(_sentence(exc, new.path, "none of the files was changed")) from exc
+        testseam.pause_after_writing(new.path)
+    for done, (temp, target) in enumerate(renames):
+        try:
+            os.replace(temp, target)
+        except OSError as exc:
+            _remove_quietly(temp for temp, _ in renames[done:])
+            raise InstallError(
+                f"Could not move the new {target} into place: {exc.strerror or exc}; some "
+                "files are new and some old. Fix the cause and run the same command again."
+            ) from exc
+    for directory in dict.fromkeys(new.path.parent for new in files):
+        try:
+            _fsync_dir(directory)
+        except OSError as exc:
+            raise InstallError(
+                f"The files in {directory} were replaced but it could not be synced "
+                f"({exc.strerror}); a power cut now could lose the change. Check the disk."
+            ) from exc
+
+
+def _remove_leftover_temps(path: Path) -> None:
+    """Temp files of ``path`` (and of its backup) that a killed earlier write left behind."""
+    name = glob.escape(path.name)
+    for pattern in (f".{name}.tmp-*", f".{name}.bak.tmp-*"):
+        for leftover in path.parent.glob(pattern):
+            leftover.unlink(missing_ok=True)
+
+
+def _remove_quietly(paths: Iterable[Path]) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def ensure_dir(path: Path, mode: int) -> None:

@@ -106,7 +106,20 @@ def test_installing_the_same_twice_changes_nothing(
     before = installed_files_report(paths)
     install(tmp_path, proxy_key, bundle)
     assert installed_files_report(paths) == before
-    assert (tmp_path / (KEY + ".bak")).read_bytes() == (tmp_path / KEY).read_bytes()
+    assert not (tmp_path / (KEY + ".bak")).exists()  # same bytes: no backup of them
+
+
+def test_an_install_repeated_after_a_crash_keeps_the_backup_of_the_old_files(
+    tmp_path: Path, proxy_key: TLSKey, bundle: Any, ca: Any, fqdn: str
+) -> None:
+    install(tmp_path, proxy_key, bundle)
+    old_cert = (tmp_path / CERT).read_bytes()
+    new_key = generate_tls_key("ec")
+    new_cert = ca.sign_csr(build_csr(new_key, fqdn)).public_bytes(serialization.Encoding.PEM)
+    renewed = type(bundle)(new_cert, bundle.ca_pem, bundle.engine_cert_pem)
+    install(tmp_path, new_key, renewed)
+    install(tmp_path, new_key, renewed)  # the resumed renewal writes the same files again
+    assert (tmp_path / (CERT + ".bak")).read_bytes() == old_cert
 
 
 def test_report_for_status(tmp_path: Path, proxy_key: TLSKey, bundle: Any) -> None:
