@@ -17,6 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from protocol.states import EngineEvent, EngineState, engine_machine
+from wsproxy_agent.errors import AgentError
+
+
+class RegistryError(AgentError):
+    """The registry database cannot be opened."""
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS proxies (
@@ -30,6 +36,7 @@ CREATE TABLE IF NOT EXISTS proxies (
     csr_pem         TEXT,
     cert_pem        TEXT,
     serial          TEXT,
+    not_before      INTEGER,
     not_after       INTEGER,
     active          INTEGER NOT NULL DEFAULT 0,
     replaced_value  TEXT,
@@ -37,7 +44,9 @@ CREATE TABLE IF NOT EXISTS proxies (
     token_id        TEXT,
     requested_at    INTEGER NOT NULL,
     last_seen       INTEGER,
-    health          TEXT
+    health          TEXT,
+    last_error      TEXT,
+    last_error_at   INTEGER
 );
 CREATE TABLE IF NOT EXISTS tokens (
     id              TEXT PRIMARY KEY,
@@ -67,6 +76,13 @@ CREATE TABLE IF NOT EXISTS meta (
     value           TEXT NOT NULL
 );
 """
+# Columns of ``proxies`` that registries made by earlier versions lack: added on open, so an
+# upgraded engine keeps its proxies.
+ADDED_COLUMNS = (
+    ("not_before", "INTEGER"),
+    ("last_error", "TEXT"),
+    ("last_error_at", "INTEGER"),
+)
 
 
 @dataclass(frozen=True)
@@ -81,6 +97,7 @@ class Proxy:
     csr_pem: str | None
     cert_pem: str | None
     serial: str | None
+    not_before: int | None
     not_after: int | None
     active: bool
     replaced_value: str | None
@@ -89,6 +106,8 @@ class Proxy:
     requested_at: int
     last_seen: int | None
     health: str | None
+    last_error: str | None  # the last failed install report or refused renewal
+    last_error_at: int | None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Proxy:
@@ -125,11 +144,32 @@ class TokenRow:
 class Registry:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        if not path.parent.is_dir():
+            raise RegistryError(
+                f"{path.parent} does not exist; run 'wsproxy-agent engine init' on this host first."
+            )
+        try:
+            self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.Error as exc:
+            raise RegistryError(
+                f"Cannot open the registry {path} ({exc}); check its permissions (run as root)."
+            ) from exc
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        if not _missing_columns(self._db):
+            return  # the usual case, and no write lock taken for it
+        with self.transaction() as db:
+            # Asked again under the lock: another process may have just added them.
+            missing = _missing_columns(db)
+            for name, kind in missing:
+                db.execute(f"ALTER TABLE proxies ADD COLUMN {name} {kind}")
+            if ("not_before", "INTEGER") in missing:
+                _fill_not_before(db)
 
     def close(self) -> None:
         self._db.close()
@@ -206,6 +246,10 @@ class Registry:
         self._db.execute(
             f"UPDATE proxies SET {assignments} WHERE fqdn = ?", (*fields.values(), fqdn)
         )
+
+    def note_error(self, fqdn: str, sentence: str | None) -> None:
+        """Remember what last went wrong with a proxy (None: it has since gone right)."""
+        self.update(fqdn, last_error=sentence, last_error_at=now_s() if sentence else None)
 
     def delete_expired_pending(self, older_than: int) -> list[str]:
         with self.transaction() as db:
@@ -309,3 +353,23 @@ class Registry:
 
 def now_s() -> int:
     return int(time.time())
+
+
+def _missing_columns(db: sqlite3.Connection) -> list[tuple[str, str]]:
+    present = {row["name"] for row in db.execute("PRAGMA table_info(proxies)")}
+    return [(name, kind) for name, kind in ADDED_COLUMNS if name not in present]
+
+
+def _fill_not_before(db: sqlite3.Connection) -> None:
+    """Read the start of each issued certificate, once, when the column is new."""
+    # Imported here: only this one-time upgrade needs it, and 'status' opens the registry
+    # without paying for cryptography.
+    from cryptography import x509
+
+    rows = db.execute("SELECT fqdn, cert_pem FROM proxies WHERE cert_pem IS NOT NULL").fetchall()
+    for row in rows:
+        cert = x509.load_pem_x509_certificate(row["cert_pem"].encode())
+        db.execute(
+            "UPDATE proxies SET not_before = ? WHERE fqdn = ?",
+            (int(cert.not_valid_before_utc.timestamp()), row["fqdn"]),
+        )

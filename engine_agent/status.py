@@ -1,7 +1,8 @@
 """``status`` on the engine host: the daemon, the CA, and every proxy the registry knows.
 
 Reads the registry and the config from disk, so it reports even when the daemon is down,
-and asks the daemon over the control socket only whether it is alive.
+and asks the daemon over the control socket only whether it is alive. Every problem comes
+with the command that fixes it.
 """
 
 from __future__ import annotations
@@ -9,21 +10,23 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from engine_agent.registry import Registry
+from engine_agent.registry import Proxy, Registry
+from protocol import renewal
 from protocol.states import EngineState
 from wsproxy_agent import config, control
 from wsproxy_agent.paths import HostPaths
-from wsproxy_agent.status_report import when
+from wsproxy_agent.status_report import problem, when
 
 EXPIRY_WARNING_DAYS = 30
+START = "systemctl start wsproxy-agent-engine"
 
 
 def report(paths: HostPaths, live: bool = False, live_timeout: float = 3.0) -> dict[str, Any]:
-    problems: list[str] = []
+    problems: list[dict[str, str]] = []
     settings = config.load(paths.engine_toml, config.ENGINE_DEFAULTS)
     ping = control.ask(paths.engine_control, {"op": "ping"})
     if ping is None:
-        problems.append("The engine daemon is not running: systemctl start wsproxy-agent-engine")
+        problems.append(problem("The engine daemon is not running.", START))
     registry = Registry(paths.registry)
     try:
         proxies = registry.proxies()
@@ -34,7 +37,13 @@ def report(paths: HostPaths, live: bool = False, live_timeout: float = 3.0) -> d
         registry.close()
     now = int(time.time())
     if ca_not_after and ca_not_after - now < EXPIRY_WARNING_DAYS * 86400:
-        problems.append(f"The CA certificate expires {when(ca_not_after)}.")
+        problems.append(
+            problem(
+                f"The CA certificate expires {when(ca_not_after)}.",
+                "engine-setup (it offers to renew the CA), then systemctl restart "
+                "wsproxy-agent-engine and renew each proxy: wsproxy-agent engine renew FQDN",
+            )
+        )
     facts = {
         "daemon": f"running (pid {ping['pid']})" if ping else "not running",
         "listen": settings["listen"],
@@ -43,54 +52,46 @@ def report(paths: HostPaths, live: bool = False, live_timeout: float = 3.0) -> d
         "ca": f"{ca_subject}, expires {when(ca_not_after)}",
         "signer": settings["signer"],
     }
+    stale_after = settings["heartbeat_interval"] * settings["stale_after_missed"]
     enrolled, pending, other, rows = [], [], [], []
     for p in proxies:
-        row = {
-            "fqdn": p.fqdn,
-            "port": p.port,
-            "state": p.state.value,
-            "active": p.active,
-            "fingerprint": p.fingerprint,
-            "not_after": p.not_after,
-            "last_seen": p.last_seen,
-            "activation_error": p.activation_error,
-        }
-        rows.append(row)
+        due = renewal_due(p, now)
+        stale = bool(p.last_seen) and now - (p.last_seen or 0) > stale_after
+        rows.append(
+            {
+                "fqdn": p.fqdn,
+                "port": p.port,
+                "state": p.state.value,
+                "active": p.active,
+                "fingerprint": p.fingerprint,
+                "not_before": p.not_before,
+                "not_after": p.not_after,
+                "renew_due": due["at"] if due else None,
+                "renewal_overdue": bool(due and due["overdue"]),
+                "last_seen": p.last_seen,
+                "stale": stale,
+                "activation_error": p.activation_error,
+                "last_error": (
+                    {"message": p.last_error, "at": p.last_error_at} if p.last_error else None
+                ),
+            }
+        )
         line = f"{p.fqdn}:{p.port}  {p.state.value}"
         if p.active and p.state is not EngineState.ACTIVE:
             line += " (engine points here)"
         if p.state is EngineState.PENDING:
             pending.append(f"{p.fqdn}:{p.port}  {p.fingerprint}  requested {when(p.requested_at)}")
-            continue
-        if p.state in (EngineState.REJECTED, EngineState.REVOKED):
+        elif p.state in (EngineState.REJECTED, EngineState.REVOKED):
             other.append(line)
-            if p.active:
-                problems.append(
-                    f"{p.fqdn} is revoked but the engine still points at it "
-                    f"({p.activation_error or 'not switched back'}); "
-                    f"run 'wsproxy-agent engine deactivate {p.fqdn}'."
-                )
-            continue
-        line += f"  cert until {when(p.not_after)}  last seen {when(p.last_seen)}"
-        stale_after = settings["heartbeat_interval"] * settings["stale_after_missed"]
-        if p.last_seen and now - p.last_seen > stale_after:
-            line += "  STALE"
-            problems.append(
-                f"{p.fqdn} has not been heard from since {when(p.last_seen)} "
-                f"({settings['stale_after_missed']} heartbeats missed); is its agent running?"
+        else:
+            line += f"  cert until {when(p.not_after)}"
+            if due:
+                overdue = "OVERDUE, was due" if due["overdue"] else "due"
+                line += f"  renewal {overdue} about {when(due['at'])}"
+            enrolled.append(
+                line + f"  last seen {when(p.last_seen)}" + ("  STALE" if stale else "")
             )
-        enrolled.append(line)
-        if p.state is EngineState.ACTIVATION_FAILED:
-            problems.append(
-                f"{p.fqdn}: switching the engine over failed: {p.activation_error}. "
-                f"Fix it, then run 'wsproxy-agent engine activate {p.fqdn}'."
-            )
-        if p.not_after and p.not_after - now < EXPIRY_WARNING_DAYS * 86400:
-            problems.append(f"{p.fqdn}: its certificate expires {when(p.not_after)}.")
-    if pending:
-        problems.append(
-            f"{len(pending)} request(s) wait for a decision: wsproxy-agent keys accept|reject FQDN"
-        )
+        problems += proxy_problems(p, due, stale, settings["stale_after_missed"], now)
     sections: dict[str, list[str]] = {
         "proxies": enrolled,
         "pending": pending,
@@ -104,13 +105,20 @@ def report(paths: HostPaths, live: bool = False, live_timeout: float = 3.0) -> d
             timeout_ms=int(live_timeout * 1000) + 2000,
         )
         if answer is None:
-            problems.append("--live needs the engine daemon, which does not answer.")
+            problems.append(
+                problem("--live needs the engine daemon, which does not answer.", START)
+            )
         else:
             live_answers = answer.get("answers", {})
             sections["live"] = [_live_line(fqdn, a) for fqdn, a in sorted(live_answers.items())]
             silent = sorted(fqdn for fqdn, a in live_answers.items() if a is None)
             if silent:
-                problems.append(f"No answer within {live_timeout:g} s from: {', '.join(silent)}")
+                problems.append(
+                    problem(
+                        f"No answer within {live_timeout:g} s from: {', '.join(silent)}",
+                        "on each: systemctl restart wsproxy-agent-proxy",
+                    )
+                )
     return {
         "role": "engine",
         "live": live_answers,
@@ -119,6 +127,79 @@ def report(paths: HostPaths, live: bool = False, live_timeout: float = 3.0) -> d
         "proxies": rows,
         "problems": problems,
     }
+
+
+def renewal_due(p: Proxy, now: int) -> dict[str, Any] | None:
+    """When the proxy should renew (the two-thirds rule, give or take its jitter)."""
+    if p.not_before is None or p.not_after is None:
+        return None
+    return {
+        "at": renewal.renew_due(p.not_before, p.not_after),
+        "overdue": now > renewal.overdue_after(p.not_before, p.not_after),
+    }
+
+
+def proxy_problems(
+    p: Proxy, due: dict[str, Any] | None, stale: bool, missed: int, now: int
+) -> list[dict[str, str]]:
+    """What needs doing about one proxy, each with the command that does it."""
+    renew = f"wsproxy-agent engine renew {p.fqdn} (or on {p.fqdn}: wsproxy-agent proxy renew)"
+    if p.state is EngineState.PENDING:
+        return [
+            problem(
+                f"{p.fqdn} ({p.fingerprint}) waits for a decision on its request.",
+                f"wsproxy-agent keys accept {p.fqdn}  (or: wsproxy-agent keys reject {p.fqdn})",
+            )
+        ]
+    if p.state in (EngineState.REJECTED, EngineState.REVOKED):
+        if not p.active:
+            return []
+        return [
+            problem(
+                f"{p.fqdn} is revoked but the engine still points at it "
+                f"({p.activation_error or 'not switched back'}).",
+                f"wsproxy-agent engine deactivate {p.fqdn}",
+            )
+        ]
+    found = []
+    if stale:
+        found.append(
+            problem(
+                f"{p.fqdn} has not been heard from since {when(p.last_seen)} "
+                f"({missed} heartbeats missed).",
+                f"on {p.fqdn}: systemctl restart wsproxy-agent-proxy, and check that it "
+                "reaches this engine's agent port",
+            )
+        )
+    if p.state is EngineState.ACTIVATION_FAILED:
+        found.append(
+            problem(
+                f"{p.fqdn}: switching the engine over failed: {p.activation_error}.",
+                f"fix that, then: wsproxy-agent engine activate {p.fqdn}",
+            )
+        )
+    elif p.activation_error and p.active:  # switching back failed; it still points here
+        found.append(
+            problem(f"{p.fqdn}: {p.activation_error}.", f"wsproxy-agent engine deactivate {p.fqdn}")
+        )
+    if p.last_error:
+        again = (
+            f"on {p.fqdn}: fix what its 'wsproxy-agent status' shows, then run its join again"
+            if p.state is EngineState.APPROVED
+            else f"fix what it says, then: {renew}"
+        )
+        found.append(problem(f"{p.fqdn}: {p.last_error} ({when(p.last_error_at)}).", again))
+    if due and due["overdue"]:
+        found.append(
+            problem(
+                f"{p.fqdn}: its certificate was due for renewal about {when(due['at'])} "
+                "and was not renewed.",
+                renew,
+            )
+        )
+    if p.not_after and p.not_after - now < EXPIRY_WARNING_DAYS * 86400:
+        found.append(problem(f"{p.fqdn}: its certificate expires {when(p.not_after)}.", renew))
+    return found
 
 
 def _live_line(fqdn: str, answer: dict[str, Any] | None) -> str:

@@ -19,6 +19,7 @@ COMMANDS = [
     ["engine", "activate"],
     ["engine", "deactivate"],
     ["engine", "renew"],
+    ["engine", "rotate-keys"],
     ["token"],
     ["token", "create"],
     ["token", "list"],
@@ -87,6 +88,20 @@ def test_errors_are_sentences_not_tracebacks(tmp_path, args: list[str], phrase: 
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error: ") and phrase in proc.stderr
+
+
+def test_a_config_without_init_is_a_sentence_not_a_database_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # A site may write engine.toml (its commands) before running 'engine init'.
+    (tmp_path / "etc/wsproxy-agent").mkdir(parents=True)
+    (tmp_path / "etc/wsproxy-agent/engine.toml").write_text("command_timeout = 5\n")
+    for args in (["token", "create", "--proxy", "p.example"], ["keys", "list"], ["status"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "wsproxy_agent", "--root", str(tmp_path), *args],
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert "engine init" in proc.stderr and "OperationalError" not in proc.stderr
 
 
 def test_status_does_not_import_cryptography_or_structlog(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -1,7 +1,8 @@
 """The shape both agents' status reports share, and how a terminal shows one.
 
 A report is a dict: ``role``, ``facts`` (ordered label -> value), ``sections`` (title ->
-list of lines) and ``problems`` (sentences; any problem makes ``status`` exit 1).
+list of lines) and ``problems`` (each ``{"problem": sentence, "fix": what to run}``; any
+problem makes ``status`` exit 1).
 """
 
 from __future__ import annotations
@@ -18,10 +19,16 @@ def not_set_up(paths: HostPaths) -> dict[str, Any]:
         "facts": {"root": str(paths.root)},
         "sections": {},
         "problems": [
-            "No agent is set up here: run 'wsproxy-agent engine init' on the engine host "
-            "or 'wsproxy-agent proxy join' on the proxy host."
+            problem(
+                "No agent is set up here.",
+                "wsproxy-agent engine init (engine host), or wsproxy-agent proxy join (proxy host)",
+            )
         ],
     }
+
+
+def problem(what: str, fix: str) -> dict[str, str]:
+    return {"problem": what, "fix": fix}
 
 
 def when(ts: int | None) -> str:
@@ -39,7 +46,8 @@ def render(report: dict[str, Any]) -> str:
         lines += [f"  {entry}" for entry in entries] or ["  (none)"]
     if report["problems"]:
         lines.append("needs attention:")
-        lines += [f"  - {p}" for p in report["problems"]]
+        for p in report["problems"]:
+            lines += [f"  - {p['problem']}", f"    fix: {p['fix']}"]
     else:
         lines.append("healthy")
     return "\n".join(lines)
