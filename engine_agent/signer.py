@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from engine_agent import pki
@@ -34,6 +35,7 @@ LOCK_TIMEOUT = 20.0
 class Issued:
     cert_pem: str
     serial: str  # lowercase hex, no leading zeros
+    not_before: datetime
     not_after: datetime
 
     @classmethod
@@ -41,6 +43,7 @@ class Issued:
         return cls(
             cert_pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
             serial=format(cert.serial_number, "x"),
+            not_before=cert.not_valid_before_utc,
             not_after=cert.not_valid_after_utc,
         )
 
@@ -129,8 +132,15 @@ class OvirtSigner:
         csr = pki.check_csr(csr_pem, fqdn)
         request, issued = self.paths.ovirt_request(fqdn), self.paths.ovirt_issued_cert(fqdn)
         try:
-            argv = self.argv(fqdn, pki.load_ca_cert(self.paths).subject)
+            ca_cert = pki.load_ca_cert(self.paths)
+            argv = self.argv(fqdn, ca_cert.subject)
             with _flock(self.paths.requests_dir, self.lock_timeout):
+                before = _read_or_none(issued)
+                if _certifies_key_of(before, csr, ca_cert):
+                    # Signed for this very request (a proxy makes a new key for each one) by
+                    # a run that never recorded it: the engine died while the script signed.
+                    # Hand that certificate out rather than have the CA issue a second.
+                    return Issued.of(self._check_issued(before, None, issued, csr, fqdn))
                 # The re-encoded CSR, so the script signs exactly what check_csr accepted
                 # (no second PEM block or trailing bytes for openssl to read differently).
                 write_atomic(
@@ -139,7 +149,6 @@ class OvirtSigner:
                     mode=0o644,
                     keep_backup=False,
                 )
-                before = _read_or_none(issued)
                 try:
                     commands.run(argv, timeout=self.timeout)
                 except commands.CommandFailed as exc:
@@ -224,6 +233,23 @@ def _flock(path: Path, timeout: float) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+def _certifies_key_of(
+    data: bytes | None, csr: x509.CertificateSigningRequest, ca_cert: x509.Certificate
+) -> bool:
+    """Whether ``data`` is a certificate the CA issued for the CSR's key, not yet expired."""
+    if data is None:
+        return False
+    try:
+        cert = x509.load_pem_x509_certificate(data)
+        cert.verify_directly_issued_by(ca_cert)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return (
+        pki.spki(cert.public_key()) == pki.spki(csr.public_key())
+        and cert.not_valid_after_utc > _utc_now()
+    )
 
 
 def _read_or_none(path: Path) -> bytes | None:

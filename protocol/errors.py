@@ -61,6 +61,17 @@ class Expired(ProtocolError):
     code = ErrorCode.EXPIRED
 
 
+class ClockSkew(Expired):
+    """Stamped outside the freshness window: the two hosts' clocks disagree.
+
+    ``skew_ms`` is the stamp minus the receiver's clock: positive when the sender is ahead.
+    """
+
+    def __init__(self, sentence: str, skew_ms: int) -> None:
+        super().__init__(sentence)
+        self.skew_ms = skew_ms
+
+
 class Replayed(ProtocolError):
     code = ErrorCode.REPLAYED
 

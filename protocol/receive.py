@@ -8,7 +8,7 @@ bounded work and nothing unauthenticated reaches a handler:
  3. version floor                  VersionRefused
  4. type allow-list for this role  BadRequest, before the signature is looked at
  5. recipient is us                Unauthorized
- 6. timestamp within the window    Expired
+ 6. timestamp within the window    ClockSkew (an Expired)
  7. id not seen in the window      Replayed
  8. signature by the key held for ``from`` (or, for a self-certified type, the key in
     the body whose fingerprint is ``from``)            Unauthorized
@@ -32,7 +32,7 @@ from protocol.codec import DEFAULT_LIMITS, DecodeLimits, Value
 from protocol.envelope import HEADER_FIELDS, ID_SIZE, Message, signed_bytes
 from protocol.errors import (
     BadRequest,
-    Expired,
+    ClockSkew,
     ProtocolError,
     Unauthorized,
     VersionRefused,
@@ -86,10 +86,13 @@ class Receiver:
             )
         ts = header["ts"]
         assert isinstance(ts, int)
-        if abs(now_ms - ts) > self.window_ms:
-            raise Expired(
-                f"The message is stamped {abs(now_ms - ts) // 1000} s away from our clock; "
-                f"the window is ±{self.window_ms // 1000} s. Check both hosts' clocks (NTP)."
+        skew_ms = ts - now_ms
+        if abs(skew_ms) > self.window_ms:
+            raise ClockSkew(
+                f"The message is stamped {abs(skew_ms) // 1000} s "
+                f"{'ahead of' if skew_ms > 0 else 'behind'} our clock, outside the "
+                f"±{self.window_ms // 1000} s window (clock skew). Check both hosts' clocks (NTP).",
+                skew_ms,
             )
         msg_id = header["id"]
         assert isinstance(msg_id, bytes)

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -195,6 +195,8 @@ def test_two_processes_sign_at_once(paths):
 
 def test_ovirt_signer_runs_ovirts_script_with_its_options(ovirt):
     csr = make_csr(rsa_key())
+    # oVirt's script reads the real clock (NOW was taken when the suite was collected).
+    signed_at = datetime.now(UTC)
     issued = OvirtSigner(ovirt, lifetime_days=30).sign(csr, PROXY)
     # The stand-in flocks ca.pem for up to 20 s, as some oVirt versions do: had the signer
     # held that lock around the script, this would have failed after 20 s.
@@ -211,8 +213,8 @@ def test_ovirt_signer_runs_ovirts_script_with_its_options(ovirt):
     assert cert == x509.load_pem_x509_certificate(ovirt.ovirt_issued_cert(PROXY).read_bytes())
     assert_profile(cert, load_ca_cert(ovirt), PROXY, ovirt=True)
     assert cert.public_key() == rsa_key().public_key()
-    assert abs(cert.not_valid_after_utc - (NOW + timedelta(days=30))) < timedelta(minutes=5)
-    assert abs(cert.not_valid_before_utc - (NOW - timedelta(days=1))) < timedelta(minutes=5)
+    assert abs(cert.not_valid_after_utc - (signed_at + timedelta(days=30))) < timedelta(minutes=5)
+    assert abs(cert.not_valid_before_utc - (signed_at - timedelta(days=1))) < timedelta(minutes=5)
     assert issued.serial == "1000"  # oVirt's CA database counts, in serial.txt
     openssl_verify(ovirt, cert)
 
@@ -220,8 +222,29 @@ def test_ovirt_signer_runs_ovirts_script_with_its_options(ovirt):
 def test_ovirt_signer_renews_into_the_same_file(ovirt):
     signer = OvirtSigner(ovirt)
     first = signer.sign(make_csr(rsa_key()), PROXY)
-    second = signer.sign(make_csr(rsa_key()), PROXY)  # same key: a renewal
+    second = signer.sign(make_csr(ec.generate_private_key(ec.SECP256R1())), PROXY)  # a renewal
     assert (first.serial, second.serial) == ("1000", "1001")
+
+
+def test_ovirt_signer_signs_a_key_once(ovirt):
+    # The engine killed while the script signed never recorded the certificate; the proxy
+    # asks again with the same key and CSR, and gets what the script signed, not a second.
+    signer = OvirtSigner(ovirt)
+    csr = make_csr(ec.generate_private_key(ec.SECP256R1()))
+    first = signer.sign(csr, PROXY)
+    assert signer.sign(csr, PROXY) == first
+    assert len(calls(ovirt)) == 1
+
+
+def test_ovirt_signer_signs_again_what_another_ca_signed(ovirt, tmp_path):
+    # Same key, but the CA was replaced since: that certificate would not chain.
+    other = HostPaths.under(tmp_path / "other")
+    create_ca(other, ca_subject=CA_SUBJECT, engine_fqdn=ENGINE, now=NOW)
+    csr = make_csr(ec.generate_private_key(ec.SECP256R1()))
+    ovirt.ovirt_issued_cert(PROXY).write_text(NativeSigner(other).sign(csr, PROXY).cert_pem)
+    cert = parse(OvirtSigner(ovirt).sign(csr, PROXY))
+    assert len(calls(ovirt)) == 1
+    openssl_verify(ovirt, cert)
 
 
 @pytest.mark.parametrize("kind", ["native", "ovirt"])
@@ -279,10 +302,10 @@ def test_ovirt_signer_refuses_a_certificate_for_another_name(ovirt, monkeypatch)
 def test_ovirt_signer_refuses_a_stale_certificate(ovirt, monkeypatch):
     signer = OvirtSigner(ovirt)
     signer.sign(make_csr(rsa_key()), PROXY)
-    # The script exits 0 but signs nothing: the old certificate (same key) must not pass.
+    # The script exits 0 but signs nothing: the old certificate must not pass.
     monkeypatch.setattr(commands, "run", lambda argv, **kwargs: None)
     with pytest.raises(SignerError, match="wrote no new certificate"):
-        signer.sign(make_csr(rsa_key()), PROXY)
+        signer.sign(make_csr(ec.generate_private_key(ec.SECP256R1())), PROXY)
 
 
 def test_ovirt_signer_without_the_script_is_a_signer_error(paths):

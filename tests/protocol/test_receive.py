@@ -15,6 +15,8 @@ from protocol.catalogue import CATALOGUE, PROTOCOL_VERSION, TYPE_NAMES, Role
 from protocol.envelope import Message, signed_bytes
 from protocol.errors import (
     BadRequest,
+    ClockSkew,
+    ErrorCode,
     Expired,
     ProtocolError,
     Replayed,
@@ -127,6 +129,17 @@ def test_message_outside_the_window_is_expired(world, offset):
     sealed = world.seal(Role.ENGINE, catalogue.HEARTBEAT, now_ms=world.now_ms - offset)
     with pytest.raises(Expired):
         receiver.receive(sealed.frames, world.now_ms)
+
+
+@pytest.mark.parametrize(("offset", "direction"), [(-600_000, "ahead of"), (600_000, "behind")])
+def test_a_stamp_outside_the_window_names_the_clock_skew(world, offset, direction):
+    receiver, _ = world.receiver(Role.ENGINE)
+    sealed = world.seal(Role.ENGINE, catalogue.HEARTBEAT, now_ms=world.now_ms - offset)
+    with pytest.raises(ClockSkew, match=f"stamped 600 s {direction} our clock") as refused:
+        receiver.receive(sealed.frames, world.now_ms)
+    assert "clock skew" in refused.value.sentence
+    assert refused.value.skew_ms == -offset  # the sender's clock minus ours
+    assert refused.value.code is ErrorCode.EXPIRED  # on the wire it stays 'expired'
 
 
 @pytest.mark.parametrize("offset", [DEFAULT_WINDOW_MS, -DEFAULT_WINDOW_MS, 0])

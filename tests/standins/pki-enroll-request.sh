@@ -13,19 +13,24 @@
 # Test hooks, files beside this script:
 #   $0.calls  every call appends one line: its arguments joined by TAB
 #   $0.fail   if present: its content goes to stderr and the script exits 1, signing nothing
-#   $0.hang   if present: the script sleeps for an hour (for timeout tests)
+#   $0.hang   while present: the script waits (for timeout tests)
+#   $0.hold   if present: the script signs, lets go of the CA lock, creates $0.held and waits
+#             until $0.hold is removed: the certificate is issued but its caller has not
+#             heard back (to kill the engine at exactly that point)
 set -eu
 
 die() { echo "$1" >&2; exit 1; }
 
 (IFS=$'\t'; printf '%s\n' "$*") >> "$0.calls"
 [ -e "$0.fail" ] && { cat "$0.fail" >&2; exit 1; }
-[ -e "$0.hang" ] && { sleep 3600; exit 1; }
+while [ -e "$0.hang" ]; do sleep 0.2; done
 
 # Not readlink -f: a symlinked copy must find the PKI of the root it is installed in.
 # <root>/usr/share/ovirt-engine/bin -> four levels up is <root>.
 ROOT="$(cd "$(dirname "$0")/../../../.." && pwd)"
 PKIDIR="${ROOT}/etc/pki/ovirt-engine"
+# Its own path, for the hooks used after the cd below.
+ME="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
 
 NAME="" SUBJECT="" DAYS="398" SAN="" TIMEOUT="20"
 for x in "$@"; do
@@ -93,3 +98,8 @@ OVIRT_SAN="${SAN}" openssl ca \
 	-extensions v3_ca_san \
 	|| die "Cannot sign certificate"
 chmod a+r "certs/${NAME}.cer"
+if [ -e "${ME}.hold" ]; then
+	exec 9<&-
+	: > "${ME}.held"
+	while [ -e "${ME}.hold" ]; do sleep 0.1; done
+fi
