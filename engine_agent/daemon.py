@@ -19,6 +19,7 @@ from typing import Any
 
 import zmq
 
+from engine_agent import rotation
 from engine_agent.activation import ActivationFailed, EngineSwitch
 from engine_agent.enrollment import TRUSTED_STATES, Bundle, Enrollment, Reply
 from engine_agent.registry import Proxy, Registry, now_s
@@ -26,14 +27,16 @@ from engine_agent.settings import EngineSettings
 from engine_agent.signer import SignerError, make_signer
 from protocol import catalogue as cat
 from protocol import identity
+from protocol.codec import Value
 from protocol.envelope import Message, seal
-from protocol.errors import InternalError, ProtocolError, WrongRecipient
+from protocol.errors import ClockSkew, InternalError, ProtocolError, WrongRecipient
 from protocol.receive import Receiver
 from protocol.states import EngineEvent, EngineState
-from wsproxy_agent import logs, transport
+from wsproxy_agent import logs, sdnotify, transport
 
 POLL_MS = 200
 HOUSEKEEPING_S = 30
+REBIND_S = 5.0
 
 
 @dataclass
@@ -70,6 +73,28 @@ class LiveQuery:
         return {"ok": True, "answers": self.answers}
 
 
+@dataclass
+class Rotation:
+    """New engine keys announced to the connected proxies; waiting for them to follow."""
+
+    keys: rotation.NewKeys
+    deadline: float
+    not_connected: list[str]
+    asked: dict[bytes, str] = field(default_factory=dict)
+    followed: list[str] = field(default_factory=list)
+
+    def answer(self, msg: Message) -> None:
+        fqdn = self.asked.pop(msg.re, None) if msg.re is not None else None
+        if fqdn is not None and msg.text("pinned") == self.keys.fingerprint:
+            self.followed.append(fqdn)
+
+    def finished(self) -> bool:
+        return not self.asked or time.monotonic() >= self.deadline
+
+    def missed(self) -> list[str]:
+        return sorted([*self.not_connected, *self.asked.values()])
+
+
 @dataclass(frozen=True)
 class ActivationOutcome:
     fqdn: str
@@ -83,9 +108,15 @@ class EngineDaemon:
         self.settings = settings
         self.paths = settings.paths
         self.log = logs.get("engine")
+        # A rotation cut short after its announcement is finished: see engine_agent/rotation.
+        rotation_interrupted = rotation.pending(self.paths)
+        if rotation_interrupted:
+            rotation.commit(self.paths)
         self.key = settings.identity()
         self.fingerprint = identity.fingerprint(self.key)
         self.registry = Registry(self.paths.registry)
+        if rotation_interrupted:
+            self._record_rotation("engine", "finished at start after an interruption", [], [])
         self.enrollment = Enrollment(
             self.registry,
             make_signer(settings.signer, self.paths, settings.cert_lifetime_days),
@@ -99,12 +130,7 @@ class EngineDaemon:
             token_max_failures=settings.token_max_failures,
             log=self.log,
         )
-        self.receiver = Receiver(
-            cat.Role.ENGINE,
-            self.fingerprint,
-            self._key_for,
-            window_ms=settings.freshness_window * 1000,
-        )
+        self.receiver = self._receiver()
         self.switch = EngineSwitch.from_settings(settings)
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="activation")
         self.outcomes: queue.Queue[ActivationOutcome] = queue.Queue()
@@ -113,8 +139,17 @@ class EngineDaemon:
         # Where each proxy last spoke from: the engine can push only to a known route.
         self.routes: dict[str, bytes] = {}
         self.live: LiveQuery | None = None
+        self.rotation: Rotation | None = None
         self.started_at = now_s()
         self._stop = threading.Event()
+
+    def _receiver(self) -> Receiver:
+        return Receiver(
+            cat.Role.ENGINE,
+            self.fingerprint,
+            self._key_for,
+            window_ms=self.settings.freshness_window * 1000,
+        )
 
     def _key_for(self, fingerprint: str) -> Any:
         raw = self.enrollment.trusted_key(fingerprint)
@@ -128,8 +163,7 @@ class EngineDaemon:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
         ctx = zmq.Context()
-        secret = transport.read_curve_key(self.paths.curve_secret) if self.settings.curve else None
-        self.sock = transport.server(ctx, self.settings.listen, secret)
+        self.sock = self._bind(ctx)
         control = ctx.socket(zmq.REP)
         control.setsockopt(zmq.LINGER, 0)
         transport.bind_private_ipc(control, self.paths.engine_control)
@@ -144,31 +178,51 @@ class EngineDaemon:
         poller = zmq.Poller()
         poller.register(self.sock, zmq.POLLIN)
         poller.register(control, zmq.POLLIN)
+        systemd = sdnotify.Notifier.from_environ()
+        systemd.ready(f"listening on {self.settings.listen}")
         next_housekeeping = 0.0
         try:
             while not self._stop.is_set():
+                systemd.keepalive()
                 for sock, _ in poller.poll(POLL_MS):
                     if sock is self.sock:
                         self._on_frames(self.sock.recv_multipart(zmq.NOBLOCK))
-                    elif self.live is None:  # a REP socket answers one request at a time
+                    elif self.live is None and self.rotation is None:
+                        # A REP socket answers one request at a time.
                         answer = self._on_control(control.recv(zmq.NOBLOCK))
                         if answer is not None:
                             control.send_json(answer)
                 if self.live is not None and self.live.finished():
                     control.send_json(self.live.result())
                     self.live = None
+                if self.rotation is not None and self.rotation.finished():
+                    control.send_json(self._finish_rotation(ctx, poller, self.rotation))
+                    self.rotation = None
                 self._drain_outcomes()
                 if time.monotonic() >= next_housekeeping:
                     self._housekeeping()
                     next_housekeeping = time.monotonic() + HOUSEKEEPING_S
         finally:
             self.log.info("engine_stopping")
+            systemd.stopping()
             self.worker.shutdown(wait=False, cancel_futures=True)
             self.sock.close()
             control.close()
             ctx.term()
             self.paths.engine_control.unlink(missing_ok=True)
             self.registry.close()
+
+    def _bind(self, ctx: zmq.Context[Any]) -> Any:
+        secret = transport.read_curve_key(self.paths.curve_secret) if self.settings.curve else None
+        deadline = time.monotonic() + REBIND_S
+        while True:
+            try:
+                return transport.server(ctx, self.settings.listen, secret)
+            except zmq.ZMQError as exc:
+                # Rebinding after a key rotation: the old socket's close is asynchronous.
+                if exc.errno != zmq.EADDRINUSE or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     # messages from proxies
     def _on_frames(self, frames: list[bytes]) -> None:
@@ -178,10 +232,13 @@ class EngineDaemon:
         try:
             msg = self.receiver.receive(body, _now_ms())
         except ProtocolError as exc:
-            self.log.info("message_refused", code=exc.code.value, why=exc.sentence, who=exc.sender)
+            # A clock skew refuses every message of that proxy until someone fixes a clock.
+            log = self.log.warning if isinstance(exc, ClockSkew) else self.log.info
+            log("message_refused", code=exc.code.value, why=exc.sentence, who=exc.sender)
             # Answer only where the answer helps an honest sender and costs one signature:
-            # a signed request with a bad body, or one addressed to a key we do not hold.
-            answerable = exc.authenticated or isinstance(exc, WrongRecipient)
+            # a signed request with a bad body, one addressed to a key we do not hold, or one
+            # stamped outside our window (without an answer the sender only sees silence).
+            answerable = exc.authenticated or isinstance(exc, (WrongRecipient, ClockSkew))
             if answerable and exc.sender and exc.msg_id:
                 self._send(routing_id, exc.sender, exc.msg_id, _error_reply(exc))
             return
@@ -221,6 +278,10 @@ class EngineDaemon:
             return self._on_install_report(routing_id, msg)
         if msg.type == cat.STATUS_REPLY and self.live is not None:
             self.live.answer(msg)
+        if msg.type == cat.ROTATION_ACK:
+            if self.rotation is not None:
+                self.rotation.answer(msg)
+            return None
         if msg.type in (cat.HEARTBEAT, cat.STATUS_REPLY):
             proxy = self.registry.proxy_by_fingerprint(msg.sender)
             if proxy is not None:
@@ -236,12 +297,14 @@ class EngineDaemon:
         self.registry.update(proxy.fqdn, last_seen=now_s())
         if not msg.body["ok"]:
             reason = str(msg.body.get("reason") or "no reason given")
+            self.registry.note_error(proxy.fqdn, f"install failed: {reason}")
             if proxy.state is EngineState.APPROVED:
                 self.registry.transition(
                     proxy.fqdn, EngineEvent.REPORT_FAILED, actor=msg.sender, why=reason
                 )
             self.log.warning("proxy_install_failed", fqdn=proxy.fqdn, why=reason)
             return _activation_reply(proxy, activated=False, reason=f"install failed: {reason}")
+        self.registry.note_error(proxy.fqdn, None)
         if proxy.state is EngineState.APPROVED:
             proxy = self._transition(proxy, EngineEvent.REPORT_OK, msg.sender, "proxy service runs")
             if not proxy.activate:
@@ -394,9 +457,99 @@ class EngineDaemon:
                     "An operator asked for renewal now.",
                 ),
             }
+        if op == "rotate":
+            return self._start_rotation(request)
         if op == "revoked":
             return {"ok": True, "notified": self._push_revoke(str(request.get("fqdn", "")))}
         return {"ok": False, "error": f"unknown operation {op!r}"}
+
+    # rotation of the engine's own keys
+    def _start_rotation(self, request: dict[str, Any]) -> dict[str, Any] | None:
+        trusted = [p for p in self.registry.proxies() if p.state in TRUSTED_STATES]
+        not_connected = sorted(p.fqdn for p in trusted if not self._reachable(p))
+        if not_connected and not request.get("force"):
+            return {
+                "ok": False,
+                "error": (
+                    f"Not connected now: {', '.join(not_connected)}. They could not follow the "
+                    "new keys and would need a fresh token; start their agents and try again, "
+                    "or use --force."
+                ),
+            }
+        timeout = min(max(float(request.get("timeout", 30)), 1.0), 600.0)
+        keys = rotation.prepare(self.paths)
+        self.rotation = Rotation(keys, time.monotonic() + timeout, not_connected)
+        body: dict[str, Value] = {
+            "identity_key": identity.public_raw(keys.identity),
+            "curve_key": transport.curve_to_raw(keys.curve_public),
+        }
+        for proxy in trusted:
+            route = self.routes.get(proxy.fingerprint)
+            if route is None:
+                continue
+            sealed = seal(
+                self.key,
+                cat.ENGINE_KEY_ROTATION,
+                body,
+                recipient=proxy.fingerprint,
+                now_ms=_now_ms(),
+            )
+            try:
+                self.sock.send_multipart([route, *sealed.frames], flags=zmq.NOBLOCK)
+            except zmq.ZMQError:
+                self.rotation.not_connected.append(proxy.fqdn)
+                continue
+            self.rotation.asked[sealed.id] = proxy.fqdn
+        self.log.info("rotation_announced", to=sorted(self.rotation.asked.values()))
+        return None  # answered from the loop once every proxy followed or time is up
+
+    def _reachable(self, proxy: Proxy) -> bool:
+        """Whether a push reaches it now: a route learnt earlier may belong to a gone peer
+        (a finished 'proxy join'), which only a send can tell (ROUTER_MANDATORY)."""
+        route = self.routes.get(proxy.fingerprint)
+        if route is None:
+            return False
+        sealed = seal(self.key, cat.STATUS_QUERY, {}, recipient=proxy.fingerprint, now_ms=_now_ms())
+        try:
+            self.sock.send_multipart([route, *sealed.frames], flags=zmq.NOBLOCK)
+        except zmq.ZMQError:
+            self.routes.pop(proxy.fingerprint, None)
+            return False
+        return True
+
+    def _finish_rotation(
+        self, ctx: zmq.Context[Any], poller: zmq.Poller, done: Rotation
+    ) -> dict[str, Any]:
+        rotation.commit(self.paths)
+        self.key = done.keys.identity
+        self.fingerprint = done.keys.fingerprint
+        self.receiver = self._receiver()
+        self._record_rotation("operator", "engine rotate-keys", done.followed, done.missed())
+        poller.unregister(self.sock)
+        self.sock.close()
+        self.sock = self._bind(ctx)
+        poller.register(self.sock, zmq.POLLIN)
+        self.routes.clear()  # every proxy reconnects to the new socket and is learnt again
+        return {
+            "ok": True,
+            "fingerprint": self.fingerprint,
+            "followed": sorted(done.followed),
+            "missed": done.missed(),
+        }
+
+    def _record_rotation(
+        self, actor: str, why: str, followed: list[str], missed: list[str]
+    ) -> None:
+        self.registry.set_meta("fingerprint", self.fingerprint)
+        self.registry.audit(actor, "rotate-keys", None, self.fingerprint, why)
+        logs.decision(
+            self.log,
+            "rotate",
+            who=self.fingerprint,
+            why=why,
+            followed=followed,
+            missed=missed,
+        )
 
     def _push_revoke(self, fqdn: str) -> bool:
         proxy = self.registry.proxy(fqdn)

@@ -13,7 +13,7 @@ from typing import Any
 
 from engine_agent import pki
 from engine_agent.registry import Proxy, Registry, now_s
-from engine_agent.signer import Signer
+from engine_agent.signer import Signer, SignerError
 from protocol import catalogue as cat
 from protocol import tokens
 from protocol.codec import Value
@@ -177,6 +177,7 @@ class Enrollment:
                 csr_pem=csr,
                 cert_pem=issued.cert_pem,
                 serial=issued.serial,
+                not_before=int(issued.not_before.timestamp()),
                 not_after=int(issued.not_after.timestamp()),
                 active=0 if previous is None else int(previous.active),
                 activation_error=None,
@@ -259,6 +260,7 @@ class Enrollment:
             proxy.fqdn,
             cert_pem=issued.cert_pem,
             serial=issued.serial,
+            not_before=int(issued.not_before.timestamp()),
             not_after=int(issued.not_after.timestamp()),
         )
         self.registry.audit(
@@ -307,17 +309,22 @@ class Enrollment:
         csr = msg.text("csr")
         if proxy.csr_sha256 == _sha256(csr) and proxy.cert_pem:
             return self._approved(proxy)  # a retry: the certificate already issued for it
-        self._check_csr(msg, proxy.fqdn, csr)
-        issued = self.signer.sign(csr.encode(), proxy.fqdn)
+        try:
+            self._check_csr(msg, proxy.fqdn, csr)
+            issued = self.signer.sign(csr.encode(), proxy.fqdn)
+        except (ProtocolError, SignerError) as exc:
+            self.registry.note_error(proxy.fqdn, f"renewal refused: {exc.sentence}")
+            raise
         with self.registry.transaction() as db:
             db.execute(
                 "UPDATE proxies SET csr_sha256 = ?, csr_pem = ?, cert_pem = ?, serial = ?,"
-                " not_after = ? WHERE fqdn = ?",
+                " not_before = ?, not_after = ? WHERE fqdn = ?",
                 (
                     _sha256(csr),
                     csr,
                     issued.cert_pem,
                     issued.serial,
+                    int(issued.not_before.timestamp()),
                     int(issued.not_after.timestamp()),
                     proxy.fqdn,
                 ),

@@ -142,10 +142,11 @@ def proxy_renew(ctx: click.Context, timeout: float) -> None:
 def proxy_run(ctx: click.Context) -> None:
     """Run the proxy daemon in the foreground: stays connected, answers the engine."""
     setup_logging(ctx)
+    from proxy_agent import state
     from proxy_agent.daemon import ProxyDaemon
     from proxy_agent.settings import ProxySettings
 
     settings = ProxySettings.load(root_of(ctx))
-    if not settings.paths.proxy_state.exists():
+    if not state.joined(settings.paths.proxy_state):
         raise Abort("This host has not joined an engine yet; run 'wsproxy-agent proxy join' first.")
     ProxyDaemon(settings).run()

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,13 +23,15 @@ from protocol import catalogue as cat
 from protocol import identity, tokens
 from protocol.codec import Value
 from protocol.envelope import Message
-from protocol.errors import error_for_code
+from protocol.errors import ProtocolError, error_for_code
 from protocol.states import ProxyEvent, ProxyState, proxy_machine
 from proxy_agent import install, setup_conf, state, tlskeys, verify
+from proxy_agent.exclusive import one_at_a_time
 from proxy_agent.link import EngineLink, LinkError
 from proxy_agent.settings import ProxySettings
 from wsproxy_agent import commands
 from wsproxy_agent.clitools import EXIT_REJECTED, EXIT_TIMEOUT, Abort
+from wsproxy_agent.errors import AgentError
 from wsproxy_agent.files import write_atomic
 from wsproxy_agent.keyfiles import load_identity, load_or_create_identity
 
@@ -43,6 +46,8 @@ class JoinOptions:
     token: tokens.Token | None
     timeout_s: float
     curve: bool = True
+    # How long to wait for another join or renewal on this host; None: the whole timeout.
+    wait_for_others_s: float | None = None
 
 
 class Join:
@@ -56,8 +61,24 @@ class Join:
         self.machine = proxy_machine()
         self.deadline = time.monotonic() + options.timeout_s
         self.renewing = False
+        self.enrolled_as: str | None = None  # what a renewal started from
 
     def run(self) -> int:
+        with self._alone():
+            return self._run()
+
+    def renew(self, link: EngineLink | None = None) -> int:
+        """Renew: a new TLS key and CSR, the same checks, install, restart and report."""
+        with self._alone():
+            return self._renew(link)
+
+    def _alone(self) -> AbstractContextManager[None]:
+        wait = self.options.wait_for_others_s
+        return one_at_a_time(
+            self.paths.enrollment_lock, self.options.timeout_s if wait is None else wait
+        )
+
+    def _run(self) -> int:
         key = load_or_create_identity(self.paths.identity_key)
         tls_key_pem, csr_pem = self._tls_key_and_csr()
         self.say(
@@ -65,16 +86,17 @@ class Join:
         )
         link = self._connect(key)
         try:
-            approved = self._enroll(link, key, tls_key_pem, csr_pem)
-            delivery = self._check(approved, tls_key_pem)
-            self._install(approved, tls_key_pem, delivery)
+            with self._step("join"):
+                approved = self._enroll(link, key, tls_key_pem, csr_pem)
+            with self._step("install"):
+                delivery = self._check(approved, tls_key_pem)
+                self._install(approved, tls_key_pem, delivery)
             failure = self._restart_service()
             return self._report(link, delivery, failure)
         finally:
             link.close()
 
-    def renew(self, link: EngineLink | None = None) -> int:
-        """Renew: a new TLS key and CSR, the same checks, install, restart and report."""
+    def _renew(self, link: EngineLink | None) -> int:
         saved = state.load(self.paths.proxy_state)
         if saved.get("enrollment") not in (ProxyState.ACTIVE.value, ProxyState.ENROLLED.value):
             raise Abort(
@@ -83,18 +105,21 @@ class Join:
         self.machine = proxy_machine(ProxyState(saved["enrollment"]))
         self.machine.fire(ProxyEvent.SEND_RENEWAL)  # refused unless enrolled
         self.renewing = True
+        self.enrolled_as = saved["enrollment"]
         key = load_identity(self.paths.identity_key)
         tls_key_pem, csr_pem = self._tls_key_and_csr()
         own_link = link is None
         link = self._connect(key) if link is None else link
         try:
-            reply = self._request(link, cat.RENEW_REQUEST, {"csr": csr_pem.decode()}, ATTEMPT_S)
-            if reply.type == cat.ERROR:
-                raise error_for_code(reply.text("code"), reply.text("message"))
+            with self._step("renew"):
+                reply = self._request(link, cat.RENEW_REQUEST, {"csr": csr_pem.decode()}, ATTEMPT_S)
+                if reply.type == cat.ERROR:
+                    raise error_for_code(reply.text("code"), reply.text("message"))
             self.machine.fire(ProxyEvent.GOT_APPROVED)
             self.say(f"renewal approved: certificate serial {reply.text('serial')}")
-            delivery = self._check(reply, tls_key_pem)
-            self._install(reply, tls_key_pem, delivery)
+            with self._step("install"):
+                delivery = self._check(reply, tls_key_pem)
+                self._install(reply, tls_key_pem, delivery)
             failure = self._restart_service()
             return self._report(link, delivery, failure)
         finally:
@@ -112,11 +137,12 @@ class Join:
             window_ms=s.freshness_window * 1000,
         )
         self.say(f"connecting to the engine agent at {s.engine}")
-        if self.options.curve:
-            if not link.wait_handshake(min(HANDSHAKE_S, self.options.timeout_s)):
-                link.close()
-                raise LinkError(link.silence_reason())
-            self.say("connected: the engine's Curve key matches the pin (encrypted channel up)")
+        with self._step("link"):
+            if self.options.curve:
+                if not link.wait_handshake(min(HANDSHAKE_S, self.options.timeout_s)):
+                    link.close()
+                    raise LinkError(link.silence_reason())
+                self.say("connected: the engine's Curve key matches the pin (encrypted channel up)")
         return link
 
     def _enroll(
@@ -209,16 +235,17 @@ class Join:
             subject=delivery.subject,
             san=delivery.san,
             installed_at=int(time.time()),
-            enrollment=ProxyState.INSTALLED.value,
+            enrollment=self._enrollment(ProxyState.INSTALLED),
         )
         self.say("files installed: " + ", ".join(str(p) for p in written))
 
     def _restart_service(self) -> str | None:
         """The restart completes the install; its failure is the install's failure."""
         try:
-            commands.run(
-                self.settings.service_restart_command, timeout=self.settings.command_timeout
-            )
+            with self._step("restart"):
+                commands.run(
+                    self.settings.service_restart_command, timeout=self.settings.command_timeout
+                )
         except commands.CommandFailed as exc:
             self.machine.fire(ProxyEvent.INSTALL_FAILED)
             self.say(f"websocket proxy restart FAILED: {exc.sentence}")
@@ -242,13 +269,14 @@ class Join:
         self.say(
             "reported to the engine" + ("" if self.renewing else "; waiting for it to switch over")
         )
-        reply = self._request(link, cat.INSTALL_REPORT, body, REPORT_ATTEMPT_S)
-        if reply.type == cat.ERROR:
-            raise error_for_code(reply.text("code"), reply.text("message"))
+        with self._step("report"):
+            reply = self._request(link, cat.INSTALL_REPORT, body, REPORT_ATTEMPT_S)
+            if reply.type == cat.ERROR:
+                raise error_for_code(reply.text("code"), reply.text("message"))
         if failure is not None:
             state.save(
                 self.paths.proxy_state,
-                enrollment=self.machine.state.value,
+                enrollment=self._enrollment(self.machine.state),
                 last_contact=int(time.time()),
             )
             raise Abort(f"The websocket proxy service did not restart: {failure}")
@@ -265,6 +293,7 @@ class Join:
             activation_reason=reply.body.get("reason"),
             last_contact=int(time.time()),
         )
+        self._note_activation(activated, reply.optional_text("reason") or "")
         if self.renewing:
             self.say(
                 f"renewed: the new certificate is in use, valid until {delivery.not_after:%Y-%m-%d}"
@@ -280,20 +309,38 @@ class Join:
         self.say(f"enrolled; the engine was not switched over: {reason}")
         return 0 if "no-activate" in reason else 1
 
+    def _note_activation(self, activated: bool, reason: str) -> None:
+        # Enrolled without switching over is what a --no-activate token asks for.
+        if activated or "no-activate" in reason:
+            state.clear_error(self.paths.proxy_state, "activation")
+        else:
+            state.record_error(self.paths.proxy_state, "activation", reason)
+
+    @contextmanager
+    def _step(self, step: state.Step) -> Iterator[None]:
+        """Keep the step's last error in proxy-state.json for 'status'; success clears it."""
+        try:
+            yield
+        except (AgentError, ProtocolError) as exc:
+            state.record_error(self.paths.proxy_state, step, exc.sentence)
+            raise
+        state.clear_error(self.paths.proxy_state, step)
+
+    def _enrollment(self, reached: ProxyState) -> str:
+        # A renewal cut short leaves the proxy enrolled, as the engine still holds it, so the
+        # daemon or 'proxy renew' can try again.
+        return self.enrolled_as or reached.value
+
     def _request(self, link: EngineLink, msg_type: str, body: object, attempt_s: float) -> Message:
         return link.request(msg_type, body, attempt_s=attempt_s, deadline=self.deadline)  # type: ignore[arg-type]
 
-    # The TLS key and CSR survive an interrupted join, so a retry asks for the same thing
-    # and the engine answers it with the certificate it already issued.
-    # The names carry the FQDN (validated) and key type, so a join for another name or
-    # key type never reuses them.
     @property
     def _pending_key(self) -> Path:
-        return self.paths.state_dir / f"pending-{self.settings.fqdn}-{self.settings.key_type}.key"
+        return pending_request(self.settings)[0]
 
     @property
     def _pending_csr(self) -> Path:
-        return self.paths.state_dir / f"pending-{self.settings.fqdn}-{self.settings.key_type}.csr"
+        return pending_request(self.settings)[1]
 
     def _tls_key_and_csr(self) -> tuple[bytes, bytes]:
         if self._pending_key.exists() and self._pending_csr.exists():
@@ -304,3 +351,21 @@ class Join:
         write_atomic(self._pending_key, key_pem, mode=0o600, keep_backup=False)
         write_atomic(self._pending_csr, csr_pem, mode=0o600, keep_backup=False)
         return key_pem, csr_pem
+
+
+# The TLS key and CSR survive an interrupted join or renewal, so a retry asks for the same
+# thing and the engine answers it with the certificate it already issued.
+# The names carry the FQDN (validated) and key type, so a join for another name or
+# key type never reuses them.
+def pending_request(settings: ProxySettings) -> tuple[Path, Path]:
+    """The TLS key and CSR of the request under way; both gone once it has finished."""
+    stem = settings.paths.state_dir / f"pending-{settings.fqdn}-{settings.key_type}"
+    return stem.with_name(stem.name + ".key"), stem.with_name(stem.name + ".csr")
+
+
+def unfinished_since(settings: ProxySettings) -> int | None:
+    """When the request that has not finished yet was made, or None when there is none."""
+    try:
+        return int(pending_request(settings)[1].stat().st_mtime)
+    except FileNotFoundError:
+        return None

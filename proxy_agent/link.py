@@ -3,6 +3,10 @@
 A request is retried with a *new* message (new id, new signature, new token proof) when
 no answer comes in time, because the engine refuses a repeated id as a replay. The
 engine answers a repeated request with the same result, so retrying is safe.
+
+Sends never block: with no engine connection (the socket runs with IMMEDIATE, so nothing
+is queued for a peer that is not there) a send reports that it did not go, and the caller
+decides. A blocked send would freeze the daemon's loop for as long as the network is down.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from protocol import catalogue as cat
 from protocol import identity
 from protocol.codec import Value
 from protocol.envelope import ID_SIZE, Message, seal
-from protocol.errors import ProtocolError
+from protocol.errors import ClockSkew, ProtocolError
 from protocol.receive import Receiver
 from wsproxy_agent import transport
 from wsproxy_agent.errors import AgentError
@@ -30,6 +34,7 @@ BodyFor = Callable[[bytes], dict[str, Value]]
 _HANDSHAKE_EVENTS = (
     zmq.EVENT_CONNECTED
     | zmq.EVENT_DISCONNECTED
+    | zmq.EVENT_CONNECT_RETRIED
     | zmq.EVENT_HANDSHAKE_SUCCEEDED
     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
     | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
@@ -49,6 +54,9 @@ class EngineLink:
     key: Ed25519PrivateKey
     window_ms: int = 300_000
     refusals: list[ProtocolError] = field(default_factory=list)
+    # Many links in one process (a simulated fleet) share one context and its I/O thread;
+    # a link given none owns its own and ends it on close.
+    context: transport.Context | None = None
 
     def __post_init__(self) -> None:
         self.engine_fingerprint = identity.fingerprint(self.engine_key)
@@ -59,7 +67,7 @@ class EngineLink:
             lambda fp: engine_public if fp == self.engine_fingerprint else None,
             window_ms=self.window_ms,
         )
-        self.ctx = zmq.Context()
+        self.ctx = self.context or zmq.Context()
         server_key = transport.curve_from_raw(self.curve_key) if self.curve_key else None
         self.sock, monitor = transport.client(
             self.ctx, transport.tcp_endpoint(self.address), server_key, _HANDSHAKE_EVENTS
@@ -68,17 +76,26 @@ class EngineLink:
         self.monitor = monitor
         self.handshakes = 0
         self.connected = False
+        # Wall-clock times of the link's last loss and return, for the daemon to report.
+        self.lost_at: float | None = None
+        self.restored_at: float | None = None
+        # libzmq's reconnect delays (ms; see transport.client for the jitter) not yet logged.
+        self.retry_delays_ms: list[int] = []
+        # The engine's last message refused as stamped outside our window, until taken.
+        self.skew: ClockSkew | None = None
 
-    def close(self) -> None:
+    def close(self, linger_ms: int = 0) -> None:
+        """Close; with ``linger_ms``, give messages still queued that long to go out."""
         self.sock.disable_monitor()
         self.monitor.close()
-        self.sock.close()
-        self.ctx.term()
+        self.sock.close(linger=linger_ms)
+        if self.context is None:
+            self.ctx.term()
 
     def wait_handshake(self, timeout_s: float) -> bool:
         """True once a CurveZMQ handshake with the pinned key has completed."""
         deadline = time.monotonic() + timeout_s
-        while self.handshakes == 0:
+        while not self.connected:
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
@@ -87,16 +104,23 @@ class EngineLink:
         return True
 
     def _on_monitor_event(self) -> None:
-        event = recv_monitor_message(self.monitor)["event"]
-        if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+        message = recv_monitor_message(self.monitor)
+        event = message["event"]
+        if event == zmq.EVENT_CONNECT_RETRIED:
+            self.retry_delays_ms.append(int(message["value"]))
+        elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             self.handshakes += 1
+            if self.lost_at is not None:
+                self.restored_at = time.time()
             self.connected = True
-        elif event == zmq.EVENT_DISCONNECTED:
+        elif event == zmq.EVENT_DISCONNECTED and self.connected:
             self.connected = False
+            self.lost_at = time.time()
 
     def send(
         self, msg_type: str, body: dict[str, Value] | BodyFor, re: bytes | None = None
-    ) -> bytes:
+    ) -> bytes | None:
+        """The sent message's id, or None when no engine connection could take it now."""
         msg_id = _new_id()
         payload = body(msg_id) if callable(body) else body
         sealed = seal(
@@ -108,7 +132,10 @@ class EngineLink:
             re=re,
             msg_id=msg_id,
         )
-        self.sock.send_multipart(sealed.frames)
+        try:
+            self.sock.send_multipart(sealed.frames, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            return None
         return sealed.id
 
     def receive(self, timeout_s: float) -> Message | None:
@@ -130,6 +157,10 @@ class EngineLink:
                     return self.receiver.receive(frames, _now_ms())
                 except ProtocolError as exc:
                     self.refusals.append(exc)
+                    if isinstance(exc, ClockSkew) and exc.sender == self.engine_fingerprint:
+                        # Nothing will pass either way until a clock is fixed: say so now.
+                        self.skew = exc
+                        return None
 
     def request(
         self,
@@ -140,14 +171,18 @@ class EngineLink:
         deadline: float,
     ) -> Message:
         """Send, wait for the reply bound to this request, resend until ``deadline``."""
+        self.skew = None  # only the answers to this request tell whether the clocks agree now
         while True:
-            request_id = self.send(msg_type, body)
             # Jitter, so proxies cut off together do not all come back in the same instant.
             attempt_end = min(time.monotonic() + attempt_s * random.uniform(0.8, 1.2), deadline)
+            self.wait_handshake(attempt_end - time.monotonic())
+            request_id = self.send(msg_type, body)
             while (left := attempt_end - time.monotonic()) > 0:
                 reply = self.receive(left)
-                if reply is not None and reply.answers(request_id):
+                if request_id is not None and reply is not None and reply.answers(request_id):
                     return reply
+                if self.skew is not None:
+                    raise LinkError(self.silence_reason())
             if time.monotonic() >= deadline:
                 raise LinkError(self.silence_reason())
 
@@ -158,6 +193,8 @@ class EngineLink:
                 f"The engine at {self.address} answered with key {foreign[-1].sender}, but the "
                 f"join string pins {self.engine_fingerprint}; refusing it. Check the join string."
             )
+        if self.skew is not None:
+            return self.skew_sentence(self.skew)
         if self.refusals:
             return f"The engine's answers were refused: {self.refusals[-1].sentence}"
         if self.handshakes == 0:
@@ -166,6 +203,22 @@ class EngineLink:
                 "not reachable there, or its Curve key is not the one in the join string."
             )
         return f"The engine at {self.address} did not answer in time."
+
+    def take_skew(self) -> ClockSkew | None:
+        """The engine's last message refused for clock skew since the last call, if any."""
+        skew, self.skew = self.skew, None
+        return skew
+
+    def skew_sentence(self, skew: ClockSkew) -> str:
+        # The engine answers what it refuses for skew, stamped by its own clock: that answer,
+        # refused here in turn, is how this side learns whose clock is off, and by how much.
+        direction = "ahead of" if skew.skew_ms > 0 else "behind"
+        return (
+            f"Clock skew: the engine at {self.address} stamps its messages "
+            f"{abs(skew.skew_ms) // 1000} s {direction} this host's clock, beyond the "
+            f"±{self.window_ms // 1000} s both agents allow, so each refuses the other's "
+            "messages. Set the wrong clock right (NTP: 'timedatectl', 'chronyc tracking')."
+        )
 
 
 def _new_id() -> bytes:

@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import random
 
-RENEW_AT = 2 / 3
-JITTER = 0.05  # of the lifetime, either way
+# The two-thirds rule itself is shared with the engine, which reports when renewal is due.
+from protocol.renewal import JITTER as JITTER
+from protocol.renewal import renew_due as renew_due
+
 RETRY_FIRST_S = 60
 RETRY_MAX_S = 3600
+# After a (re)connect the first heartbeat, which tells the engine where to push, comes after
+# a random delay up to this: soon, but a fleet cut off together does not beat in one instant.
+RECONNECT_SPREAD_S = 5.0
 
 
 def draw_jitter(rng: random.Random | None = None) -> float:
     return (rng or random.Random()).uniform(-JITTER, JITTER)
 
 
-def renew_due(not_before: int, not_after: int, jitter: float) -> int:
-    lifetime = max(not_after - not_before, 0)
-    return int(not_before + lifetime * (RENEW_AT + jitter))
-
-
 def retry_delay(failures: int) -> int:
     return int(min(RETRY_FIRST_S * 2 ** max(failures - 1, 0), RETRY_MAX_S))
+
+
+def beat_after_reconnect(interval: float, rng: random.Random | None = None) -> float:
+    return (rng or random.Random()).uniform(0, min(interval, RECONNECT_SPREAD_S))

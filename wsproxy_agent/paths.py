@@ -141,6 +141,10 @@ class HostPaths:
         return self.state_dir / "proxy-state.json"
 
     @property
+    def enrollment_lock(self) -> Path:
+        return self.state_dir / "enrollment.lock"
+
+    @property
     def run_dir(self) -> Path:
         return self._at(AGENT_RUN)
 

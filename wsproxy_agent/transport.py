@@ -8,6 +8,7 @@ decided by the Ed25519 signature on each message, so the server accepts any Curv
 from __future__ import annotations
 
 import contextlib
+import random
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,11 @@ Context = zmq.Context[Any]
 # Frames above this are dropped by libzmq before they reach our decoder.
 MAX_WIRE_MESSAGE = 1024 * 1024 + 4096
 HEARTBEAT_MS = 5_000
-RECONNECT_MS = 500
-RECONNECT_MAX_MS = 15_000
+# Reconnect backoff: libzmq doubles the delay from the first to the cap but, with a cap set,
+# adds no jitter of its own, so each client draws its own first delay and cap from these
+# ranges. Proxies cut off together (an engine restart) then come back spread out.
+RECONNECT_MS = (300, 900)
+RECONNECT_MAX_MS = (10_000, 20_000)
 
 
 def generate_curve_keys(public_path: Path, secret_path: Path) -> bytes:
@@ -74,15 +78,15 @@ def server(ctx: Context, endpoint: str, secret: bytes | None) -> Socket:
 def client(
     ctx: Context, endpoint: str, server_public: bytes | None, monitor_events: int = 0
 ) -> tuple[Socket, Socket | None]:
-    """A proxy's DEALER, pinned to the engine's Curve key. Backoff is libzmq's reconnect.
+    """A proxy's DEALER, pinned to the engine's Curve key, with jittered reconnect backoff.
 
     With ``monitor_events`` it also returns a monitor socket, attached *before* connecting:
     on loopback the handshake can finish before a monitor attached afterwards would see it.
     """
     sock: Socket = ctx.socket(zmq.DEALER)
     _common(sock)
-    sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
-    sock.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_MAX_MS)
+    sock.setsockopt(zmq.RECONNECT_IVL, random.randint(*RECONNECT_MS))
+    sock.setsockopt(zmq.RECONNECT_IVL_MAX, random.randint(*RECONNECT_MAX_MS))
     sock.setsockopt(zmq.IMMEDIATE, 1)  # queue nothing for a peer whose handshake failed
     if server_public is not None:
         public, secret = zmq.curve_keypair()

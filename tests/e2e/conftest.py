@@ -6,6 +6,7 @@ The engine daemon listens on loopback TCP with CurveZMQ on; every command goes t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from wsproxy_agent import config
 from wsproxy_agent.demo import free_port
 
 STANDINS = Path(__file__).resolve().parents[1] / "standins"
@@ -64,12 +66,33 @@ class Hosts:
     systemctl_engine: Standin
     systemctl_proxy: Standin
     daemons: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    # Where the engine listens, and per host root a command prefix that runs a command "on"
+    # that host (``ip netns exec NS`` in the two-namespace tests, nothing on loopback).
+    engine_ip: str = "127.0.0.1"
+    on_host: dict[Path, list[str]] = field(default_factory=dict)
+
+    def command(self, root: Path, *args: str) -> list[str]:
+        return [
+            *self.on_host.get(root, []),
+            sys.executable,
+            "-m",
+            "wsproxy_agent",
+            "--root",
+            str(root),
+            *args,
+        ]
+
+    def configure(self, root: Path, **values: object) -> None:
+        """Set keys in that host's agent config, keeping the rest (as an administrator would)."""
+        role = "engine" if root == self.engine else "proxy"
+        defaults = config.ENGINE_DEFAULTS if role == "engine" else config.PROXY_DEFAULTS
+        config.merge_and_write(root / f"etc/wsproxy-agent/{role}.toml", defaults, values)
 
     def cli(
         self, root: Path, *args: str, timeout: float = 90, check: bool = False
     ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
-            [sys.executable, "-m", "wsproxy_agent", "--root", str(root), *args],
+            self.command(root, *args),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -81,7 +104,7 @@ class Hosts:
 
     def cli_background(self, root: Path, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            [sys.executable, "-m", "wsproxy_agent", "--root", str(root), *args],
+            self.command(root, *args),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -98,39 +121,40 @@ class Hosts:
             "--fqdn",
             ENGINE_FQDN,
             "--listen",
-            f"tcp://127.0.0.1:{self.port}",
+            f"tcp://{self.engine_ip}:{self.port}",
             "--advertise",
-            f"127.0.0.1:{self.port}",
+            f"{self.engine_ip}:{self.port}",
             check=True,
         )
 
-    def _daemon(self, root: Path, role: str) -> subprocess.Popen[bytes]:
+    def _daemon(
+        self, root: Path, role: str, env: dict[str, str] | None, wait: bool
+    ) -> subprocess.Popen[bytes]:
         log = (self.top / f"{role}.log").open("ab")
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "wsproxy_agent",
-                "--root",
-                str(root),
-                "--log-format",
-                "json",
-                role,
-                "run",
-            ],
+            self.command(root, "--log-format", "json", role, "run"),
             stdout=log,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
         )
         self.daemons.append(proc)
-        # Running means answering on the control socket, which status asks.
-        wait_for(lambda: "running (pid" in self.cli(root, "status").stdout, f"the {role} daemon")
+        if wait:
+            # Running means answering on the control socket, which status asks.
+            wait_for(
+                lambda: "running (pid" in self.cli(root, "status").stdout, f"the {role} daemon"
+            )
         return proc
 
-    def start_engine(self) -> subprocess.Popen[bytes]:
-        return self._daemon(self.engine, "engine")
+    def start_engine(
+        self, *, env: dict[str, str] | None = None, wait: bool = True
+    ) -> subprocess.Popen[bytes]:
+        """``env`` adds to the daemon's environment; ``wait=False`` returns before it answers."""
+        return self._daemon(self.engine, "engine", env, wait)
 
-    def start_proxy(self) -> subprocess.Popen[bytes]:
-        return self._daemon(self.proxy, "proxy")
+    def start_proxy(
+        self, *, env: dict[str, str] | None = None, wait: bool = True
+    ) -> subprocess.Popen[bytes]:
+        return self._daemon(self.proxy, "proxy", env, wait)
 
     def proxy_log(self) -> str:
         path = self.top / "proxy.log"
@@ -169,7 +193,7 @@ class Hosts:
             "proxy",
             "join",
             "--engine",
-            f"127.0.0.1:{self.port}",
+            f"{self.engine_ip}:{self.port}",
             "--engine-key",
             self.engine_key(),
             "--fqdn",
@@ -222,10 +246,9 @@ def _standin(bin_dir: Path, source: str, name: str) -> Standin:
     return Standin(target)
 
 
-@pytest.fixture
-def hosts() -> Iterator[Hosts]:
-    # Short paths: ipc:// socket paths must stay under the kernel's 108-byte limit.
-    top = Path(tempfile.mkdtemp(prefix="wse2e-", dir="/tmp"))
+@contextlib.contextmanager
+def host_pair(top: Path) -> Iterator[Hosts]:
+    """Two host roots under ``top`` with stand-ins; stops their daemons and removes ``top``."""
     engine, proxy, bin_dir = top / "e", top / "p", top / "bin"
     for d in (engine / "etc/wsproxy-agent", proxy / "etc/wsproxy-agent", bin_dir):
         d.mkdir(parents=True)
@@ -266,6 +289,17 @@ def hosts() -> Iterator[Hosts]:
             print(f"kept {top}")
         else:
             shutil.rmtree(top, ignore_errors=True)
+
+
+def short_tempdir() -> Path:
+    # Short paths: ipc:// socket paths must stay under the kernel's 108-byte limit.
+    return Path(tempfile.mkdtemp(prefix="wse2e-", dir="/tmp"))
+
+
+@pytest.fixture
+def hosts() -> Iterator[Hosts]:
+    with host_pair(short_tempdir()) as h:
+        yield h
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ def joined(h: Hosts) -> Hosts:
 def test_keys_delete_revokes_switches_back_and_tells_the_proxy(running: Hosts) -> None:
     h = joined(running)
     h.start_proxy()
-    wait_for(lambda: h.registry()[0]["last_seen"] is not None, "a heartbeat")
+    wait_for(lambda: h.registry()[0]["health"] is not None, "a heartbeat")
     result = h.cli(h.engine, "keys", "delete", PROXY_FQDN)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "revoked" in result.stdout and "switched back" in result.stdout

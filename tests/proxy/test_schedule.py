@@ -5,7 +5,15 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy_agent.schedule import JITTER, RETRY_MAX_S, draw_jitter, renew_due, retry_delay
+from proxy_agent.schedule import (
+    JITTER,
+    RECONNECT_SPREAD_S,
+    RETRY_MAX_S,
+    beat_after_reconnect,
+    draw_jitter,
+    renew_due,
+    retry_delay,
+)
 
 DAY = 86400
 
@@ -31,3 +39,13 @@ def test_jitter_spreads_a_fleet():
 def test_retry_delay_grows_and_is_capped():
     delays = [retry_delay(n) for n in range(1, 12)]
     assert delays == sorted(delays) and delays[0] == 60 and delays[-1] == RETRY_MAX_S
+
+
+def test_first_beat_after_a_reconnect_is_soon_and_spread():
+    rng = random.Random(3)
+    delays = [beat_after_reconnect(30, rng) for _ in range(200)]
+    assert all(0 <= d <= RECONNECT_SPREAD_S for d in delays)
+    # 200 proxies coming back together spread over the window, not into one instant.
+    assert max(delays) - min(delays) > RECONNECT_SPREAD_S * 0.9
+    assert len({round(d, 1) for d in delays}) > 40
+    assert all(d <= 2 for d in (beat_after_reconnect(2, rng) for _ in range(50)))
