@@ -7,9 +7,7 @@ everything else that goes wrong (unusable PKI, a failing script) into ``SignerEr
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,7 +19,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
 from engine_agent import pki
-from wsproxy_agent import commands
+from wsproxy_agent import commands, flocks
 from wsproxy_agent.errors import AgentError
 from wsproxy_agent.files import write_atomic
 from wsproxy_agent.paths import HostPaths
@@ -218,18 +216,11 @@ def _flock(path: Path, timeout: float) -> Iterator[None]:
             "'wsproxy-agent engine init'."
         ) from None
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise SignerError(
-                        f"{path} stayed locked for {timeout:g} s (another signing or "
-                        "engine-setup is running); try again when it has finished."
-                    ) from None
-                time.sleep(0.05)
+        if not flocks.take_exclusive(fd, timeout):
+            raise SignerError(
+                f"{path} stayed locked for {timeout:g} s (another signing or "
+                "engine-setup is running); try again when it has finished."
+            )
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock

@@ -9,12 +9,11 @@ dies, so a SIGKILLed join never leaves the host locked.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from wsproxy_agent import flocks
 from wsproxy_agent.errors import AgentError
 
 POLL_S = 0.2
@@ -29,19 +28,12 @@ def one_at_a_time(lock_path: Path, wait_s: float) -> Iterator[None]:
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        deadline = time.monotonic() + wait_s
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-                    raise Busy(
-                        f"Another join or renewal is running on this host (pid {holder}); "
-                        "wait for it to finish, then try again."
-                    ) from None
-                time.sleep(POLL_S)
+        if not flocks.take_exclusive(fd, wait_s, POLL_S):
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise Busy(
+                f"Another join or renewal is running on this host (pid {holder}); "
+                "wait for it to finish, then try again."
+            )
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
