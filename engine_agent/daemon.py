@@ -258,16 +258,22 @@ class EngineDaemon:
         if reply is not None:
             self._send(routing_id, msg.sender, msg.id, reply)
 
-    def _send(self, routing_id: bytes, to: str, re: bytes | None, reply: Reply) -> bool:
-        """Send without ever blocking the loop; False when the peer is gone or saturated."""
+    def _send(self, routing_id: bytes, to: str, re: bytes | None, reply: Reply) -> bytes | None:
+        """Send without ever blocking the loop: the message's id, or None when the peer is
+        gone or saturated."""
         sealed = seal(self.key, reply.type, reply.body, recipient=to, now_ms=_now_ms(), re=re)
         try:
             self.sock.send_multipart([routing_id, *sealed.frames], flags=zmq.NOBLOCK)
         except zmq.ZMQError as exc:  # EHOSTUNREACH (ROUTER_MANDATORY) or EAGAIN (its queue is full)
             self.log.info("send_dropped", to=to, type=reply.type, why=exc.strerror)
             self.routes = {fp: r for fp, r in self.routes.items() if r != routing_id}
-            return False
-        return True
+            return None
+        return sealed.id
+
+    def _push_to(self, proxy: Proxy, reply: Reply) -> bytes | None:
+        """Send to a proxy where it last spoke from: the id, or None when it is not there."""
+        route = self.routes.get(proxy.fingerprint)
+        return None if route is None else self._send(route, proxy.fingerprint, None, reply)
 
     def _dispatch(self, routing_id: bytes, msg: Message) -> Reply | None:
         if msg.type == cat.ENROLL_REQUEST:
@@ -432,21 +438,9 @@ class EngineDaemon:
             timeout = min(max(float(request.get("timeout", 3)), 0.1), 30.0)
             self.live = LiveQuery(time.monotonic() + timeout)
             for proxy in self.registry.proxies():
-                route = self.routes.get(proxy.fingerprint)
-                if proxy.state not in TRUSTED_STATES:
-                    continue
-                if route is None:
-                    self.live.expect(proxy.fqdn, None)
-                    continue
-                sealed = seal(
-                    self.key, cat.STATUS_QUERY, {}, recipient=proxy.fingerprint, now_ms=_now_ms()
-                )
-                try:
-                    self.sock.send_multipart([route, *sealed.frames], flags=zmq.NOBLOCK)
-                except zmq.ZMQError:
-                    self.live.expect(proxy.fqdn, None)  # gone: counts as no answer
-                    continue
-                self.live.expect(proxy.fqdn, sealed.id)
+                if proxy.state in TRUSTED_STATES:
+                    # Not there (None) counts as no answer.
+                    self.live.expect(proxy.fqdn, self._push_to(proxy, Reply(cat.STATUS_QUERY, {})))
             return None  # answered from the loop when every proxy answered or time is up
         if op == "renew":
             return {
@@ -484,38 +478,20 @@ class EngineDaemon:
             "curve_key": transport.curve_to_raw(keys.curve_public),
         }
         for proxy in trusted:
-            route = self.routes.get(proxy.fingerprint)
-            if route is None:
+            if proxy.fqdn in not_connected:
                 continue
-            sealed = seal(
-                self.key,
-                cat.ENGINE_KEY_ROTATION,
-                body,
-                recipient=proxy.fingerprint,
-                now_ms=_now_ms(),
-            )
-            try:
-                self.sock.send_multipart([route, *sealed.frames], flags=zmq.NOBLOCK)
-            except zmq.ZMQError:
+            sent = self._push_to(proxy, Reply(cat.ENGINE_KEY_ROTATION, body))
+            if sent is None:
                 self.rotation.not_connected.append(proxy.fqdn)
-                continue
-            self.rotation.asked[sealed.id] = proxy.fqdn
+            else:
+                self.rotation.asked[sent] = proxy.fqdn
         self.log.info("rotation_announced", to=sorted(self.rotation.asked.values()))
         return None  # answered from the loop once every proxy followed or time is up
 
     def _reachable(self, proxy: Proxy) -> bool:
         """Whether a push reaches it now: a route learnt earlier may belong to a gone peer
         (a finished 'proxy join'), which only a send can tell (ROUTER_MANDATORY)."""
-        route = self.routes.get(proxy.fingerprint)
-        if route is None:
-            return False
-        sealed = seal(self.key, cat.STATUS_QUERY, {}, recipient=proxy.fingerprint, now_ms=_now_ms())
-        try:
-            self.sock.send_multipart([route, *sealed.frames], flags=zmq.NOBLOCK)
-        except zmq.ZMQError:
-            self.routes.pop(proxy.fingerprint, None)
-            return False
-        return True
+        return self._push_to(proxy, Reply(cat.STATUS_QUERY, {})) is not None
 
     def _finish_rotation(
         self, ctx: zmq.Context[Any], poller: zmq.Poller, done: Rotation
@@ -566,10 +542,9 @@ class EngineDaemon:
     def _push(self, fqdn: str, msg_type: str, reason: str) -> bool:
         """Send to a proxy where it last spoke from; False when it has no known route."""
         proxy = self.registry.proxy(fqdn)
-        route = self.routes.get(proxy.fingerprint) if proxy is not None else None
-        if proxy is None or route is None:
+        if proxy is None:
             return False
-        return self._send(route, proxy.fingerprint, None, Reply(msg_type, {"reason": reason}))
+        return self._push_to(proxy, Reply(msg_type, {"reason": reason})) is not None
 
 
 def _activation_reply(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -37,12 +36,9 @@ class EngineSettings:
     @classmethod
     def load(cls, root: str | Path) -> EngineSettings:
         paths = HostPaths.under(root)
-        try:
-            values: dict[str, Any] = config.load(paths.engine_toml, config.ENGINE_DEFAULTS)
-        except FileNotFoundError:
-            raise config.ConfigError(
-                f"{paths.engine_toml} is missing; run 'wsproxy-agent engine init' first."
-            ) from None
+        values = config.load_required(
+            paths.engine_toml, config.ENGINE_DEFAULTS, "wsproxy-agent engine init"
+        )
         values["token_ttl"] = config.parse_duration(values["token_ttl"])
         values["pending_ttl"] = config.parse_duration(values["pending_ttl"])
         return cls(paths=paths, **values)

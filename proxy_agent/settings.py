@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from protocol.joinstring import unb64
 from wsproxy_agent import config
@@ -39,10 +38,7 @@ class ProxySettings:
     @classmethod
     def load(cls, root: str | Path) -> ProxySettings:
         paths = HostPaths.under(root)
-        try:
-            values: dict[str, Any] = config.load(paths.proxy_toml, config.PROXY_DEFAULTS)
-        except FileNotFoundError:
-            raise config.ConfigError(
-                f"{paths.proxy_toml} is missing; run 'wsproxy-agent proxy join' first."
-            ) from None
+        values = config.load_required(
+            paths.proxy_toml, config.PROXY_DEFAULTS, "wsproxy-agent proxy join"
+        )
         return cls(paths=paths, **values)

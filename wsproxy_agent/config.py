@@ -98,6 +98,14 @@ def load(path: Path, defaults: Mapping[str, Any]) -> dict[str, Any]:
     return {**defaults, **raw}
 
 
+def load_required(path: Path, defaults: Mapping[str, Any], first_step: str) -> dict[str, Any]:
+    """Like load, for a file that ``first_step`` (a command) must have written."""
+    try:
+        return load(path, defaults)
+    except FileNotFoundError:
+        raise ConfigError(f"{path} is missing; run '{first_step}' first.") from None
+
+
 def load_existing(path: Path, defaults: Mapping[str, Any]) -> dict[str, Any]:
     try:
         return load(path, defaults)

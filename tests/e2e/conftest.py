@@ -205,21 +205,19 @@ class Hosts:
     def start_pending_join(self, timeout: str = "60") -> subprocess.Popen[str]:
         return self.cli_background(self.proxy, *self.pending_join_args(timeout))
 
-    def registry(self) -> list[dict[str, object]]:
+    def _engine_rows(self, query: str) -> list[dict[str, object]]:
         db = sqlite3.connect(self.engine / "var/lib/wsproxy-agent/registry.sqlite")
         db.row_factory = sqlite3.Row
         try:
-            return [dict(r) for r in db.execute("SELECT * FROM proxies ORDER BY fqdn")]
+            return [dict(r) for r in db.execute(query)]
         finally:
             db.close()
 
+    def registry(self) -> list[dict[str, object]]:
+        return self._engine_rows("SELECT * FROM proxies ORDER BY fqdn")
+
     def audit(self) -> list[dict[str, object]]:
-        db = sqlite3.connect(self.engine / "var/lib/wsproxy-agent/registry.sqlite")
-        db.row_factory = sqlite3.Row
-        try:
-            return [dict(r) for r in db.execute("SELECT * FROM audit ORDER BY seq")]
-        finally:
-            db.close()
+        return self._engine_rows("SELECT * FROM audit ORDER BY seq")
 
     def key_list(self) -> list[dict[str, object]]:
         return json.loads(self.cli(self.engine, "keys", "list", "--json", check=True).stdout)
@@ -230,6 +228,13 @@ class Hosts:
 
     def proxy_file(self, rel: str) -> Path:
         return self.proxy / rel
+
+
+def joined(h: Hosts, *token_args: str) -> Hosts:
+    """``h`` after a successful token join of the proxy (``token_args`` go to token create)."""
+    result = h.join(h.token(*token_args))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return h
 
 
 def wait_for(predicate, what: str, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]

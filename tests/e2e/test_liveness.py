@@ -5,13 +5,7 @@ from __future__ import annotations
 import json
 import signal
 
-from tests.e2e.conftest import PROXY_FQDN, Hosts, wait_for
-
-
-def joined(h: Hosts) -> Hosts:
-    result = h.join(h.token())
-    assert result.returncode == 0, result.stdout + result.stderr
-    return h
+from tests.e2e.conftest import PROXY_FQDN, Hosts, joined, wait_for
 
 
 def test_status_live_shows_who_answers(running: Hosts) -> None:

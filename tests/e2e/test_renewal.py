@@ -8,16 +8,10 @@ import time
 
 from cryptography import x509
 
-from tests.e2e.conftest import PROXY_FQDN, Hosts, wait_for
+from tests.e2e.conftest import PROXY_FQDN, Hosts, joined, wait_for
 
 CERT = "etc/pki/ovirt-engine/certs/websocket-proxy.cer"
 KEY = "etc/pki/ovirt-engine/keys/websocket-proxy.key.nopass"
-
-
-def joined(h: Hosts) -> Hosts:
-    result = h.join(h.token())
-    assert result.returncode == 0, result.stdout + result.stderr
-    return h
 
 
 def test_proxy_renew_installs_a_new_certificate_and_key(running: Hosts) -> None:

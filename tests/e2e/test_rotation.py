@@ -13,15 +13,14 @@ from engine_agent import rotation
 from protocol import catalogue as cat
 from protocol import identity
 from protocol.envelope import seal
-from tests.e2e.conftest import PROXY_FQDN, Hosts, wait_for
+from tests.e2e.conftest import PROXY_FQDN, Hosts, joined, wait_for
 from wsproxy_agent import transport
 from wsproxy_agent.paths import HostPaths
 
 
 def joined_and_running(h: Hosts) -> Hosts:
     h.configure(h.proxy, heartbeat_interval=1)
-    result = h.join(h.token())
-    assert result.returncode == 0, result.stdout + result.stderr
+    joined(h)
     h.start_proxy()
     # The engine can announce only to a proxy whose heartbeat told it where it is.
     wait_for(lambda: h.registry()[0]["health"] is not None, "a first heartbeat")

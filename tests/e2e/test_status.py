@@ -11,18 +11,12 @@ from typing import Any
 
 from cryptography import x509
 
-from tests.e2e.conftest import PROXY_FQDN, Hosts, wait_for
+from tests.e2e.conftest import PROXY_FQDN, Hosts, joined, wait_for
 from wsproxy_agent import control
 from wsproxy_agent.paths import HostPaths
 
 CERT = "etc/pki/ovirt-engine/certs/websocket-proxy.cer"
 STATE = "var/lib/wsproxy-agent/proxy-state.json"
-
-
-def joined(h: Hosts, *extra: str) -> Hosts:
-    result = h.join(h.token(*extra))
-    assert result.returncode == 0, result.stdout + result.stderr
-    return h
 
 
 def status(h: Hosts, root: Any) -> dict[str, Any]:

@@ -4,14 +4,8 @@ from __future__ import annotations
 
 from protocol import catalogue as cat
 from protocol import identity
-from tests.e2e.conftest import PROXY_FQDN, Hosts, wait_for
+from tests.e2e.conftest import PROXY_FQDN, Hosts, joined, wait_for
 from tests.e2e.rawclient import RawProxy
-
-
-def joined(h: Hosts) -> Hosts:
-    result = h.join(h.token())
-    assert result.returncode == 0, result.stdout + result.stderr
-    return h
 
 
 def test_keys_delete_revokes_switches_back_and_tells_the_proxy(running: Hosts) -> None:

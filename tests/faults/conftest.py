@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from proxy_agent import install
-from tests.e2e.conftest import PROXY_FQDN, Hosts, Standin, hosts, running, wait_for  # noqa: F401
+from tests.e2e.conftest import PROXY_FQDN, Hosts, Standin, hosts, joined, running, wait_for  # noqa: F401
 from tests.support.privileged import tmpfs
 from wsproxy_agent.paths import HostPaths
 from wsproxy_agent.testseam import PAUSE_AFTER
@@ -30,12 +30,6 @@ KEY_NAME = "websocket-proxy.key.nopass"
 CERT_NAME = "websocket-proxy.cer"
 
 Snapshot = dict[str, bytes | None]
-
-
-def joined(h: Hosts) -> Hosts:
-    result = h.join(h.token())
-    assert result.returncode == 0, result.stdout + result.stderr
-    return h
 
 
 def installed_paths(h: Hosts) -> dict[str, Path]:
