@@ -21,15 +21,26 @@ from wsproxy_agent import transport
 
 
 class RawProxy:
-    def __init__(self, engine_root: Path, port: int, key: Ed25519PrivateKey | None = None) -> None:
+    def __init__(
+        self,
+        engine_root: Path,
+        port: int,
+        key: Ed25519PrivateKey | None = None,
+        *,
+        source: str | None = None,
+        curve: bytes | None = None,
+    ) -> None:
+        """``source`` is the local address to connect from (any 127.x works on loopback);
+        ``curve`` replaces the engine's Curve key the client pins."""
         state = engine_root / "var/lib/wsproxy-agent"
         self.engine_key = identity.private_from_pem((state / "identity.key").read_bytes())
         self.engine_fp = identity.fingerprint(self.engine_key)
         self.key = key or identity.generate()
         self.fp = identity.fingerprint(self.key)
         self.ctx: zmq.Context[Any] = zmq.Context()
-        curve = transport.read_curve_key(state / "curve.key")
-        self.sock, _ = transport.client(self.ctx, f"tcp://127.0.0.1:{port}", curve)
+        server_key = curve or transport.read_curve_key(state / "curve.key")
+        origin = f"{source}:0;" if source else ""
+        self.sock, _ = transport.client(self.ctx, f"tcp://{origin}127.0.0.1:{port}", server_key)
         public = self.engine_key.public_key()
         self.receiver = Receiver(
             Role.PROXY, self.fp, lambda fp: public if fp == self.engine_fp else None
