@@ -220,6 +220,13 @@ def token_create(
     fqdn = normalise_fqdn(proxy_fqdn)
     new = tokens.generate()
     with _registry(ctx) as (settings, registry):
+        if fqdn == settings.fqdn:
+            # The engine refuses any request for its own name; a token for it would only
+            # fail later, on the proxy host, where the mistake is harder to see.
+            raise Abort(
+                f"{fqdn} is the engine's own name; a proxy cannot take it. Give the proxy "
+                "host's own DNS name."
+            )
         lifetime = config.parse_duration(ttl) if ttl else settings.token_ttl
         created = now_s()
         registry.add_token(
@@ -339,6 +346,7 @@ def keys_list(ctx: click.Context, as_json: bool) -> None:
             "not_after": p.not_after,
             "last_seen": p.last_seen,
             "activation_error": p.activation_error,
+            "address": p.address,
         }
         for p in proxies
     ]
@@ -352,6 +360,8 @@ def keys_list(ctx: click.Context, as_json: bool) -> None:
             extra = (
                 " (active)" if r["active"] else f" ({r['state']})" if group == "accepted" else ""
             )
+            if group == "pending" and r["address"]:
+                extra += f"  from {r['address']}"  # helps an operator judge an unknown key
             click.echo(f"  {r['fqdn']}:{r['port']}  {r['fingerprint']}{extra}")
 
 

@@ -21,15 +21,17 @@ import zmq
 
 from engine_agent import rotation
 from engine_agent.activation import ActivationFailed, EngineSwitch
+from engine_agent.admission import Admission, Blocked, peer_of
 from engine_agent.enrollment import TRUSTED_STATES, Bundle, Enrollment, Reply
 from engine_agent.registry import Proxy, Registry, now_s
+from engine_agent.seen_store import SeenStore
 from engine_agent.settings import EngineSettings
 from engine_agent.signer import SignerError, make_signer
 from protocol import catalogue as cat
 from protocol import identity
 from protocol.codec import Value
 from protocol.envelope import Message, seal
-from protocol.errors import ClockSkew, InternalError, ProtocolError, WrongRecipient
+from protocol.errors import ClockSkew, InternalError, ProtocolError, RateLimited, WrongRecipient
 from protocol.receive import Receiver
 from protocol.states import EngineEvent, EngineState
 from wsproxy_agent import logs, sdnotify, transport
@@ -127,9 +129,12 @@ class EngineDaemon:
             ),
             engine_fqdn=settings.fqdn,
             max_pending=settings.max_pending,
+            max_pending_per_address=settings.max_pending_per_address,
             token_max_failures=settings.token_max_failures,
             log=self.log,
         )
+        self.admission = Admission(settings.failures_per_address)
+        self.seen_store = SeenStore(self.paths.seen_ids)
         self.receiver = self._receiver()
         self.switch = EngineSwitch.from_settings(settings)
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="activation")
@@ -144,12 +149,17 @@ class EngineDaemon:
         self._stop = threading.Event()
 
     def _receiver(self) -> Receiver:
-        return Receiver(
+        receiver = Receiver(
             cat.Role.ENGINE,
             self.fingerprint,
             self._key_for,
             window_ms=self.settings.freshness_window * 1000,
         )
+        # What was accepted before a restart stays a replay after it.
+        now = _now_ms()
+        for msg_id, ts in self.seen_store.since(now - receiver.window_ms):
+            receiver.seen.record(msg_id, ts, now)
+        return receiver
 
     def _key_for(self, fingerprint: str) -> Any:
         raw = self.enrollment.trusted_key(fingerprint)
@@ -186,7 +196,7 @@ class EngineDaemon:
                 systemd.keepalive()
                 for sock, _ in poller.poll(POLL_MS):
                     if sock is self.sock:
-                        self._on_frames(self.sock.recv_multipart(zmq.NOBLOCK))
+                        self._on_frames(self.sock.recv_multipart(zmq.NOBLOCK, copy=False))
                     elif self.live is None and self.rotation is None:
                         # A REP socket answers one request at a time.
                         answer = self._on_control(control.recv(zmq.NOBLOCK))
@@ -201,7 +211,7 @@ class EngineDaemon:
                 self._drain_outcomes()
                 if time.monotonic() >= next_housekeeping:
                     self._housekeeping()
-                    next_housekeeping = time.monotonic() + HOUSEKEEPING_S
+                    next_housekeeping = time.monotonic() + self._housekeeping_interval()
         finally:
             self.log.info("engine_stopping")
             systemd.stopping()
@@ -211,6 +221,7 @@ class EngineDaemon:
             ctx.term()
             self.paths.engine_control.unlink(missing_ok=True)
             self.registry.close()
+            self.seen_store.close()
 
     def _bind(self, ctx: zmq.Context[Any]) -> Any:
         secret = transport.read_curve_key(self.paths.curve_secret) if self.settings.curve else None
@@ -225,27 +236,28 @@ class EngineDaemon:
                 time.sleep(0.05)
 
     # messages from proxies
-    def _on_frames(self, frames: list[bytes]) -> None:
+    def _on_frames(self, frames: list[zmq.Frame]) -> None:
         if len(frames) < 2:
             return
-        routing_id, body = frames[0], frames[1:]
+        peer = _peer(frames[1])
+        routing_id, body = frames[0].bytes, [f.bytes for f in frames[1:]]
+        now = time.monotonic()
         try:
-            msg = self.receiver.receive(body, _now_ms())
+            msg = self.receiver.receive(
+                body, _now_ms(), admit=lambda t: self.admission.check(peer, t, now)
+            )
+        except RateLimited:
+            return  # a spent address: refused before any work, logged once when it was spent
         except ProtocolError as exc:
-            # A clock skew refuses every message of that proxy until someone fixes a clock.
-            log = self.log.warning if isinstance(exc, ClockSkew) else self.log.info
-            log("message_refused", code=exc.code.value, why=exc.sentence, who=exc.sender)
-            # Answer only where the answer helps an honest sender and costs one signature:
-            # a signed request with a bad body, one addressed to a key we do not hold, or one
-            # stamped outside our window (without an answer the sender only sees silence).
-            answerable = exc.authenticated or isinstance(exc, (WrongRecipient, ClockSkew))
-            if answerable and exc.sender and exc.msg_id:
-                self._send(routing_id, exc.sender, exc.msg_id, _error_reply(exc))
+            self._refused(routing_id, peer, exc, now)
             return
+        self.seen_store.add(msg.id, msg.ts)
         self.routes[msg.sender] = routing_id
         try:
-            reply = self._dispatch(routing_id, msg)
+            reply = self._dispatch(routing_id, msg, peer)
         except ProtocolError as exc:
+            if msg.type == cat.ENROLL_REQUEST:
+                self._count_failure(peer, now)
             reply = _error_reply(exc)
         except SignerError as exc:
             self.log.error("signing_failed", who=msg.sender, why=exc.sentence)
@@ -257,6 +269,36 @@ class EngineDaemon:
             )
         if reply is not None:
             self._send(routing_id, msg.sender, msg.id, reply)
+
+    def _refused(self, routing_id: bytes, peer: str, exc: ProtocolError, now: float) -> None:
+        """A message the pipeline refused: log it, count it, answer it where that helps."""
+        # A signed message with a bad body from an enrolled proxy is a bug, not an attack.
+        known = exc.authenticated and self._key_for(exc.sender or "") is not None
+        if not known:
+            if self.admission.failures.blocked(peer, now):
+                return  # quiet: logged once when the address was throttled
+            self._count_failure(peer, now)
+        # A clock skew refuses every message of that proxy until someone fixes a clock.
+        log = self.log.warning if isinstance(exc, ClockSkew) else self.log.info
+        log("message_refused", code=exc.code.value, why=exc.sentence, who=exc.sender, peer=peer)
+        # Answer only where the answer helps an honest sender and costs one signature:
+        # a signed request with a bad body, one addressed to a key we do not hold, or one
+        # stamped outside our window (without an answer the sender only sees silence).
+        # Senders we do not know get a few such answers a minute per address.
+        answerable = exc.authenticated or isinstance(exc, (WrongRecipient, ClockSkew))
+        if not (answerable and exc.sender and exc.msg_id):
+            return
+        if known or self.admission.may_answer(peer, now):
+            self._send(routing_id, exc.sender, exc.msg_id, _error_reply(exc))
+
+    def _count_failure(self, peer: str, now: float) -> None:
+        blocked = self.admission.failed(peer, now)
+        if blocked is not None:
+            self._throttled(blocked)
+
+    def _throttled(self, blocked: Blocked) -> None:
+        self.registry.audit("engine", "throttle", None, None, f"{blocked.peer}: {blocked.why}")
+        logs.decision(self.log, "throttle", who=blocked.peer, why=blocked.why)
 
     def _send(self, routing_id: bytes, to: str, re: bytes | None, reply: Reply) -> bytes | None:
         """Send without ever blocking the loop: the message's id, or None when the peer is
@@ -275,9 +317,9 @@ class EngineDaemon:
         route = self.routes.get(proxy.fingerprint)
         return None if route is None else self._send(route, proxy.fingerprint, None, reply)
 
-    def _dispatch(self, routing_id: bytes, msg: Message) -> Reply | None:
+    def _dispatch(self, routing_id: bytes, msg: Message, peer: str) -> Reply | None:
         if msg.type == cat.ENROLL_REQUEST:
-            return self.enrollment.on_enroll_request(msg)
+            return self.enrollment.on_enroll_request(msg, peer)
         if msg.type == cat.RENEW_REQUEST:
             return self.enrollment.on_renew_request(msg)
         if msg.type == cat.INSTALL_REPORT:
@@ -407,10 +449,15 @@ class EngineDaemon:
                 self._start_activation(proxy)
 
     # housekeeping and the local control socket
+    def _housekeeping_interval(self) -> float:
+        # A short pending_ttl (a test, a strict site) is honoured to within a third of itself.
+        return min(HOUSEKEEPING_S, max(1.0, self.settings.pending_ttl / 3))
+
     def _housekeeping(self) -> None:
         cutoff = now_s() - self.settings.pending_ttl
         for fqdn in self.registry.delete_expired_pending(cutoff):
             logs.decision(self.log, "expire", who=fqdn, why="pending request not decided in time")
+        self.seen_store.forget_before(_now_ms() - self.receiver.window_ms)
 
     def _on_control(self, raw: bytes) -> dict[str, Any] | None:
         try:
@@ -563,6 +610,15 @@ def _activation_reply(
 
 def _error_reply(exc: ProtocolError) -> Reply:
     return Reply(cat.ERROR, {"code": exc.code.value, "message": exc.sentence})
+
+
+def _peer(frame: zmq.Frame) -> str:
+    """The address a message came from (libzmq's per-connection metadata)."""
+    try:
+        address = frame.get("Peer-Address")
+    except zmq.ZMQError:
+        address = None
+    return peer_of(address if isinstance(address, str) else None)
 
 
 def _now_ms() -> int:

@@ -8,12 +8,14 @@ written to the registry's audit trail and logged once with who and why.
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from engine_agent import pki
 from engine_agent.registry import Proxy, Registry, now_s
 from engine_agent.signer import Signer, SignerError
+from engine_agent.throttle import Budget, Throttle
 from protocol import catalogue as cat
 from protocol import tokens
 from protocol.codec import Value
@@ -39,6 +41,9 @@ TRUSTED_STATES = frozenset(
     }
 )
 PENDING_RETRY_S = 3
+# Wrong proofs for one token: two at once, then one per 10 s, until the lock after
+# ``token_max_failures``. A person retyping a join string is slower than that.
+TOKEN_ATTEMPTS = Budget(burst=2, refill_per_s=0.1)
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,7 @@ class Enrollment:
         *,
         engine_fqdn: str,
         max_pending: int,
+        max_pending_per_address: int,
         token_max_failures: int,
         log: Any,
     ) -> None:
@@ -73,11 +79,13 @@ class Enrollment:
         self.bundle = bundle
         self.engine_fqdn = engine_fqdn
         self.max_pending = max_pending
+        self.max_pending_per_address = max_pending_per_address
         self.token_max_failures = token_max_failures
+        self.token_attempts = Throttle(TOKEN_ATTEMPTS)
         self.log = log
 
-    # enroll_request
-    def on_enroll_request(self, msg: Message) -> Reply:
+    # enroll_request; ``peer`` is the address it came from
+    def on_enroll_request(self, msg: Message, peer: str) -> Reply:
         fqdn = msg.text("fqdn")
         if fqdn == self.engine_fqdn:
             raise self._refuse(
@@ -85,7 +93,7 @@ class Enrollment:
             )
         if msg.body.get("token_id"):
             return self._with_token(msg, fqdn)
-        return self._without_token(msg, fqdn)
+        return self._without_token(msg, fqdn, peer)
 
     def _with_token(self, msg: Message, fqdn: str) -> Reply:
         token_id = msg.text("token_id")
@@ -98,28 +106,24 @@ class Enrollment:
                 fqdn,
                 Unauthorized("No such join token; create one with 'wsproxy-agent token create'."),
             )
+        # Refusals of a locked or throttled token are cheap and quiet: no audit row, no log
+        # line each (the lock and the throttle were each logged once, when they began).
         if token.failures >= self.token_max_failures:
-            raise self._refuse(
-                msg,
-                fqdn,
-                RateLimited(
-                    "This token is locked after too many wrong proofs; create a new token."
-                ),
+            raise RateLimited(
+                "This token is locked after too many wrong proofs; create a new token."
+            )
+        now = time.monotonic()
+        if self.token_attempts.blocked(token_id, now):
+            wait = self.token_attempts.retry_after(token_id, now)
+            raise RateLimited(
+                f"Too many wrong proofs for token {token_id} just now; try again in {wait:.0f} s."
             )
         proof = msg.body.get("token_proof")
         identity_key = msg.blob("identity_key")
         if not isinstance(proof, bytes) or not tokens.proof_matches(
             token.proof_key, identity_key, csr.encode(), msg.id, proof
         ):
-            failures = self.registry.count_token_failure(token_id)
-            raise self._refuse(
-                msg,
-                fqdn,
-                Unauthorized(
-                    f"The token proof does not match token {token_id} "
-                    f"({failures} of {self.token_max_failures} tries used); copy the join string again."
-                ),
-            )
+            raise self._wrong_proof(msg, fqdn, token_id, now)
         if token.revoked:
             raise self._refuse(
                 msg, fqdn, Unauthorized(f"Token {token_id} was revoked; create a new one.")
@@ -188,7 +192,34 @@ class Enrollment:
         assert approved is not None
         return self._approved(approved)
 
-    def _without_token(self, msg: Message, fqdn: str) -> Reply:
+    def _wrong_proof(self, msg: Message, fqdn: str, token_id: str, now: float) -> ProtocolError:
+        failures = self.registry.count_token_failure(token_id)
+        if self.token_attempts.charge(token_id, now):
+            logs.decision(
+                self.log,
+                "throttle",
+                who=f"token {token_id}",
+                why="wrong proofs in quick succession",
+            )
+        if failures == self.token_max_failures:
+            self.registry.audit(msg.sender, "token_lock", fqdn, msg.sender, f"token {token_id}")
+            logs.decision(
+                self.log,
+                "lock",
+                who=f"token {token_id}",
+                why=f"{failures} wrong proofs",
+                last_sender=msg.sender,
+            )
+        return self._refuse(
+            msg,
+            fqdn,
+            Unauthorized(
+                f"The token proof does not match token {token_id} "
+                f"({failures} of {self.token_max_failures} tries used); copy the join string again."
+            ),
+        )
+
+    def _without_token(self, msg: Message, fqdn: str, peer: str) -> Reply:
         csr = msg.text("csr")
         existing = self.registry.proxy(fqdn)
         if existing is not None and existing.fingerprint != msg.sender:
@@ -201,7 +232,7 @@ class Enrollment:
                 ),
             )
         if existing is None or existing.state is EngineState.PENDING:
-            return self._pending(msg, fqdn, csr, existing)
+            return self._pending(msg, fqdn, csr, existing, peer)
         if existing.state is EngineState.REJECTED:
             return Reply(cat.ENROLL_REJECTED, {"reason": "The operator rejected this proxy's key."})
         if existing.state is EngineState.REVOKED:
@@ -218,13 +249,24 @@ class Enrollment:
             existing = self._sign_accepted(existing)
         return self._approved(existing)
 
-    def _pending(self, msg: Message, fqdn: str, csr: str, existing: Proxy | None) -> Reply:
+    def _pending(
+        self, msg: Message, fqdn: str, csr: str, existing: Proxy | None, peer: str
+    ) -> Reply:
         if existing is None:
             if self.registry.count_in_state(EngineState.PENDING) >= self.max_pending:
                 raise self._refuse(
                     msg,
                     fqdn,
                     RateLimited("Too many requests are waiting for an operator; try again later."),
+                )
+            if self.registry.count_pending_from(peer) >= self.max_pending_per_address:
+                raise self._refuse(
+                    msg,
+                    fqdn,
+                    RateLimited(
+                        f"{self.max_pending_per_address} requests from {peer} already wait for "
+                        "an operator; join with a token, or wait for a decision."
+                    ),
                 )
             self._check_csr(msg, fqdn, csr)
             identity_key = msg.body["identity_key"]
@@ -238,8 +280,11 @@ class Enrollment:
                 port=msg.number("port"),
                 csr_sha256=_sha256(csr),
                 csr_pem=csr,
+                address=peer,
             )
-            logs.decision(self.log, "pending", who=msg.sender, why="no token", fqdn=fqdn)
+            logs.decision(
+                self.log, "pending", who=msg.sender, why="no token", fqdn=fqdn, address=peer
+            )
         elif existing.csr_sha256 != _sha256(csr):
             self._check_csr(msg, fqdn, csr)
             self.registry.update(fqdn, csr_sha256=_sha256(csr), csr_pem=csr)

@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS proxies (
     last_seen       INTEGER,
     health          TEXT,
     last_error      TEXT,
-    last_error_at   INTEGER
+    last_error_at   INTEGER,
+    address         TEXT
 );
 CREATE TABLE IF NOT EXISTS tokens (
     id              TEXT PRIMARY KEY,
@@ -82,6 +83,7 @@ ADDED_COLUMNS = (
     ("not_before", "INTEGER"),
     ("last_error", "TEXT"),
     ("last_error_at", "INTEGER"),
+    ("address", "TEXT"),
 )
 
 
@@ -108,6 +110,7 @@ class Proxy:
     health: str | None
     last_error: str | None  # the last failed install report or refused renewal
     last_error_at: int | None
+    address: str | None  # where its first request came from: the per-address pending cap
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Proxy:
@@ -202,6 +205,13 @@ class Registry:
 
     def count_in_state(self, state: EngineState) -> int:
         row = self._db.execute("SELECT count(*) FROM proxies WHERE state = ?", (state.value,))
+        return int(row.fetchone()[0])
+
+    def count_pending_from(self, address: str) -> int:
+        row = self._db.execute(
+            "SELECT count(*) FROM proxies WHERE state = ? AND address = ?",
+            (EngineState.PENDING.value, address),
+        )
         return int(row.fetchone()[0])
 
     def transition(

@@ -27,8 +27,10 @@ class EngineSettings:
     command_timeout: int
     freshness_window: int
     max_pending: int
+    max_pending_per_address: int
     pending_ttl: int
     token_max_failures: int
+    failures_per_address: int  # refused pre-enrollment requests per minute, then throttled
     heartbeat_interval: int
     stale_after_missed: int
     curve: bool = True

@@ -7,12 +7,13 @@ bounded work and nothing unauthenticated reaches a handler:
  2. bounded msgpack decoding       (codec.decode) and the envelope's shape
  3. version floor                  VersionRefused
  4. type allow-list for this role  BadRequest, before the signature is looked at
- 5. recipient is us                Unauthorized
- 6. timestamp within the window    ClockSkew (an Expired)
- 7. id not seen in the window      Replayed
- 8. signature by the key held for ``from`` (or, for a self-certified type, the key in
+ 5. admission                      RateLimited, the caller's budget for this type and peer
+ 6. recipient is us                Unauthorized
+ 7. timestamp within the window    ClockSkew (an Expired)
+ 8. id not seen in the window      Replayed
+ 9. signature by the key held for ``from`` (or, for a self-certified type, the key in
     the body whose fingerprint is ``from``)            Unauthorized
- 9. body schema                    BadRequest
+ 10. body schema                   BadRequest
 
 The id is recorded as seen only once the signature verifies: recording it earlier would
 let anyone who sees a message go by burn its id with a forged copy and have the real one
@@ -43,6 +44,9 @@ from protocol.replay import SeenIds
 _FINGERPRINT = re.compile(catalogue.FINGERPRINT_PATTERN)
 
 KeyLookup = Callable[[str], Ed25519PublicKey | None]
+# The caller's say on whether this peer may have this type of message looked at further: it
+# raises RateLimited to refuse before any signature is checked.
+Admit = Callable[[catalogue.MessageType], None]
 
 DEFAULT_WINDOW_MS = 300_000
 FRAME_COUNT = 2
@@ -64,20 +68,27 @@ class Receiver:
         self.seen = SeenIds(self.window_ms)
         self._accepted = catalogue.accepted_by(self.role)
 
-    def receive(self, frames: Sequence[bytes], now_ms: int) -> Message:
+    def receive(self, frames: Sequence[bytes], now_ms: int, admit: Admit | None = None) -> Message:
         payload, signature = self._split(frames)
         header = self._decode_header(payload)
         try:
-            return self._receive(header, payload, signature, now_ms)
+            return self._receive(header, payload, signature, now_ms, admit)
         except ProtocolError as exc:
             exc.sender = str(header["from"])
             exc.msg_id = header["id"]  # type: ignore[assignment]
             raise
 
     def _receive(
-        self, header: dict[str, Value], payload: bytes, signature: bytes, now_ms: int
+        self,
+        header: dict[str, Value],
+        payload: bytes,
+        signature: bytes,
+        now_ms: int,
+        admit: Admit | None,
     ) -> Message:
         msg_type = self._check_version_and_type(header)
+        if admit is not None:
+            admit(msg_type)
         recipient = str(header["to"])
         if recipient != self.own_fingerprint:
             raise WrongRecipient(

@@ -41,8 +41,10 @@ ENGINE_DEFAULTS: dict[str, Any] = {
     "command_timeout": 120,
     "freshness_window": 300,
     "max_pending": 100,
+    "max_pending_per_address": 5,
     "pending_ttl": "24h",
     "token_max_failures": 5,
+    "failures_per_address": 20,
     "heartbeat_interval": 30,
     "stale_after_missed": 3,
     "curve": True,
@@ -65,6 +67,10 @@ PROXY_DEFAULTS: dict[str, Any] = {
 }
 
 
+# Counts where 0 means "none at all"; every other whole number must be at least 1.
+ZERO_ALLOWED = frozenset({"max_pending", "max_pending_per_address"})
+
+
 def _check_types(path: Path, values: Mapping[str, Any], defaults: Mapping[str, Any]) -> None:
     for key, value in values.items():
         if key not in defaults:
@@ -78,6 +84,9 @@ def _check_types(path: Path, values: Mapping[str, Any], defaults: Mapping[str, A
             ok = isinstance(value, expected)
         if not ok:
             raise ConfigError(f"{path}: '{key}' must be a {_type_word(expected)}.")
+        least = 0 if key in ZERO_ALLOWED else 1
+        if expected is int and value < least:
+            raise ConfigError(f"{path}: '{key}' must be at least {least}; it is {value}.")
 
 
 def _type_word(kind: type) -> str:

@@ -137,6 +137,10 @@ class HostPaths:
         return self.state_dir / "registry.sqlite"
 
     @property
+    def seen_ids(self) -> Path:
+        return self.state_dir / "seen-ids.sqlite"
+
+    @property
     def proxy_state(self) -> Path:
         return self.state_dir / "proxy-state.json"
 

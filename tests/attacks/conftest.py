@@ -16,9 +16,10 @@ kept per address can be told apart on one loopback interface.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ import pytest
 from protocol import catalogue as cat
 from protocol import identity
 from protocol.envelope import Message
-from tests.e2e.conftest import Hosts, host_pair, joined, short_tempdir
+from tests.e2e.conftest import PROXY_FQDN, Hosts, host_pair, joined, short_tempdir
 from tests.e2e.rawclient import RawProxy
 
 ATTACKER_ADDRESS = "127.0.0.2"
@@ -37,7 +38,7 @@ STATE = "var/lib/wsproxy-agent"
 # Rows that change with time or traffic, not with a decision.
 VOLATILE_COLUMNS = frozenset({"last_seen", "health"})
 # Files that change under any traffic: the registry (compared by rows), logs, sockets.
-VOLATILE_FILES = ("registry.sqlite", "/run/", ".log")
+VOLATILE_FILES = ("registry.sqlite", "seen-ids.sqlite", "/run/", ".log")
 
 
 @dataclass
@@ -72,8 +73,28 @@ class Target:
         key = identity.private_from_pem((self.hosts.proxy / STATE / "identity.key").read_bytes())
         return self.attacker(key, source=LEGIT_ADDRESS)
 
+    def restart_engine(self, *, kill: bool = False, **config: object) -> None:
+        """Stop the engine daemon (SIGKILL with ``kill``), set ``config`` keys, start it again."""
+        h = self.hosts
+        engine = h.daemons[0]
+        if kill:
+            h.kill_engine(engine)
+        else:
+            engine.terminate()
+            engine.wait(timeout=20)
+        h.daemons.remove(engine)
+        if config:
+            h.configure(h.engine, **config)
+        engine = h.start_engine()
+        h.daemons.remove(engine)
+        h.daemons.insert(0, engine)  # the engine stays first
+
+    def engine_log(self) -> str:
+        return self.hosts.engine_log()
+
     def enrolled(self) -> dict[str, Any]:
-        [row] = [r for r in self.hosts.registry() if r["state"] != "pending"]
+        """The row of the proxy the fixture joined (an attack may enroll others beside it)."""
+        [row] = [r for r in self.hosts.registry() if r["fqdn"] == PROXY_FQDN]
         return row
 
     def assert_serves_legit(self) -> Message:
@@ -129,9 +150,13 @@ class Target:
         }
 
 
-@pytest.fixture
-def target() -> Iterator[Target]:
+@contextlib.contextmanager
+def running_target(prepare: Callable[[Hosts], None] | None = None) -> Iterator[Target]:
+    """A running engine with the proxy joined; ``prepare`` sets up the engine root before
+    ``engine init`` (e.g. installs oVirt's signing script so init picks that signer)."""
     with host_pair(short_tempdir()) as h:
+        if prepare is not None:
+            prepare(h)
         h.engine_init()
         h.start_engine()
         joined(h)
@@ -141,3 +166,9 @@ def target() -> Iterator[Target]:
         finally:
             for client in t.clients:
                 client.close()
+
+
+@pytest.fixture
+def target() -> Iterator[Target]:
+    with running_target() as t:
+        yield t

@@ -1,0 +1,42 @@
+"""The ids of accepted messages, kept on disk for one freshness window.
+
+The receive pipeline's seen-id cache lives in memory; on its own it forgets everything when
+the engine restarts, and a message captured in the minutes before the restart would then be
+accepted a second time. The engine writes each accepted id here before acting on the message
+and reloads the window's ids at start.
+
+A file of its own with ``synchronous=NORMAL``: in WAL mode that survives the process being
+killed (the case that matters: a crash, then a restart) without an fsync per message. Only
+losing power can drop the last ids, and a replay then still needs a captured message within
+the window.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+SCHEMA = "CREATE TABLE IF NOT EXISTS seen (id BLOB PRIMARY KEY, ts INTEGER NOT NULL)"
+
+
+class SeenStore:
+    def __init__(self, path: Path) -> None:
+        self._db = sqlite3.connect(path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(SCHEMA)
+        path.chmod(0o600)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def add(self, msg_id: bytes, ts_ms: int) -> None:
+        self._db.execute("INSERT OR IGNORE INTO seen (id, ts) VALUES (?, ?)", (msg_id, ts_ms))
+
+    def since(self, ts_ms: int) -> Iterator[tuple[bytes, int]]:
+        for msg_id, ts in self._db.execute("SELECT id, ts FROM seen WHERE ts >= ?", (ts_ms,)):
+            yield bytes(msg_id), int(ts)
+
+    def forget_before(self, ts_ms: int) -> None:
+        self._db.execute("DELETE FROM seen WHERE ts < ?", (ts_ms,))
