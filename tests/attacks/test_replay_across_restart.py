@@ -1,0 +1,44 @@
+"""A captured message replayed after the engine restarted, still inside the freshness window.
+
+The seen-id cache alone lives in memory: a crash and a restart would forget it and accept
+the same signed message a second time. The engine keeps the window's ids on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from protocol import catalogue as cat
+from protocol.envelope import seal
+from tests.attacks.conftest import Target
+
+
+@pytest.mark.parametrize("kill", [True, False], ids=["crash", "stop"])
+def test_replay_after_a_restart_is_refused(target: Target, kill: bool) -> None:
+    row = target.enrolled()
+    legit = target.legit()
+    sealed = seal(
+        legit.key,
+        cat.RENEW_REQUEST,
+        {"csr": row["csr_pem"]},
+        recipient=legit.engine_fp,
+        now_ms=time.time_ns() // 1_000_000,
+    )
+    legit.send_frames(sealed.frames)
+    first = legit.reply(10.0)
+    assert first is not None and first.type == cat.ENROLL_APPROVED and first.re == sealed.id
+
+    target.restart_engine(kill=kill)
+    before = target.snapshot()
+    attacker = target.attacker()
+    attacker.send_frames(sealed.frames)
+    assert attacker.reply(3.0) is None
+    lines = [json.loads(x) for x in target.engine_log().splitlines() if x.startswith("{")]
+    refused = [x for x in lines if x.get("event") == "message_refused"]
+    assert [x["code"] for x in refused] == ["replayed"]
+    assert refused[0]["who"] == legit.fp
+    target.assert_serves_legit()
+    target.assert_unchanged(before)
