@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit clean
+.PHONY: demo test lint typecheck unit fuzz clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,5 +27,17 @@ typecheck: $(BIN)/.installed
 unit: $(BIN)/.installed
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
+# The long fuzzing run (fuzz/README.md): every harness for FUZZ_SECONDS each (default: 30
+# minutes in all), niced so that it leaves the machine usable. `make fuzz FUZZ_SECONDS=60`.
+FUZZ_SECONDS ?=
+FUZZ_NICE ?= 10
+
+$(BIN)/.fuzz-installed: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[test,dev,fuzz]'
+	touch $@
+
+fuzz: $(BIN)/.fuzz-installed
+	nice -n $(FUZZ_NICE) $(BIN)/python -m fuzz.run $(if $(FUZZ_SECONDS),--seconds $(FUZZ_SECONDS))
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .fuzz

@@ -94,7 +94,10 @@ def parse(text: str) -> JoinString:
     pin = query.get("pin", [""])[0]
     token = tokens.parse(url.username) if url.username else None
     proxy_port = query.get("port", [""])[0]
-    if proxy_port and not (proxy_port.isdigit() and 0 < int(proxy_port) < 65536):
+    # isdigit() alone also admits digits like '²' that int() refuses or '٣' that it reads as 3.
+    if proxy_port and not (
+        proxy_port.isascii() and proxy_port.isdigit() and 0 < int(proxy_port) < 65536
+    ):
         raise BadRequest("The join string's proxy port is damaged; copy the whole string again.")
     return JoinString(
         host=url.hostname,

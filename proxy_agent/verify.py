@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -38,11 +38,30 @@ class Delivery:
 def _load(pem: str | bytes, what: str) -> x509.Certificate:
     data = pem.encode() if isinstance(pem, str) else pem
     try:
-        return x509.load_pem_x509_certificate(data)
-    except ValueError as exc:
+        cert = x509.load_pem_x509_certificate(data)
+    except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion is no ValueError
         raise DeliveryRefused(
             f"The {what} from the engine is not a PEM certificate; check the engine's PKI files."
         ) from exc
+    try:
+        # cryptography parses these parts only when first read: reading them here refuses a
+        # malformed one now, instead of letting its error escape from the middle of a check.
+        cert.public_key()
+        cert.extensions  # noqa: B018
+        cert.subject.rfc4514_string()
+        cert.issuer.rfc4514_string()
+    except (
+        ValueError,
+        TypeError,
+        UnsupportedAlgorithm,
+        x509.DuplicateExtension,
+        x509.UnsupportedGeneralNameType,
+    ) as exc:
+        raise DeliveryRefused(
+            f"The {what} from the engine is malformed: its key, names or extensions cannot be "
+            "read; check the engine's PKI files."
+        ) from exc
+    return cert
 
 
 def _is_ca(cert: x509.Certificate) -> bool:

@@ -12,6 +12,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from proxy_agent.tlskeys import TLSKey, generate_tls_key
 from proxy_agent.verify import Delivery, DeliveryRefused, check_delivery
+from tests.support import der
 
 NOW = datetime.now(UTC)
 
@@ -152,3 +153,48 @@ def test_refuses_garbage_pem(
 ) -> None:
     over: dict[str, Any] = {which: garbage}
     assert "not a PEM certificate" in refused(bundle, proxy_key, fqdn, **over)
+
+
+# Found by `make fuzz`: certificates that load, but whose key, extensions or version break
+# when first read, escaped check_delivery as ValueError, DuplicateExtension or
+# InvalidVersion. Each here is signed by the engine's CA, so only reading it can refuse it.
+def _unreadable_san(key: ec.EllipticCurvePrivateKey, fqdn: str) -> tuple[bytes, bytes]:
+    dns_name = bytes([len(fqdn)]) + fqdn.encode()
+    return b"\x82" + dns_name, b"\x30" + dns_name  # a dNSName turned into a SEQUENCE
+
+
+def _key_off_the_curve(key: ec.EllipticCurvePrivateKey, fqdn: str) -> tuple[bytes, bytes]:
+    point = key.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+    return point, point[:-1] + bytes([point[-1] ^ 1])
+
+
+def _duplicate_extension(key: ec.EllipticCurvePrivateKey, fqdn: str) -> tuple[bytes, bytes]:
+    oid = b"\x06\x03\x55\x1d"
+    return oid + b"\x0e", oid + b"\x23"  # subjectKeyIdentifier renamed authorityKeyIdentifier
+
+
+def _version_six(key: ec.EllipticCurvePrivateKey, fqdn: str) -> tuple[bytes, bytes]:
+    version = b"\xa0\x03\x02\x01"
+    return version + b"\x02", version + b"\x05"
+
+
+@pytest.mark.parametrize(
+    ("alter", "words"),
+    [
+        (_unreadable_san, "is malformed"),
+        (_key_off_the_curve, "is malformed"),
+        (_duplicate_extension, "is malformed"),
+        (_version_six, "is not a PEM certificate"),
+    ],
+    ids=["unreadable-san", "key-off-the-curve", "duplicate-extension", "version-6"],
+)
+def test_refuses_a_signed_cert_that_cannot_be_read(
+    bundle: Any, ca: Any, fqdn: str, alter: Callable[..., tuple[bytes, bytes]], words: str
+) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    tbs = ca.issue(key.public_key(), fqdn).tbs_certificate_bytes
+    altered = der.signed(der.replaced_once(tbs, *alter(key, fqdn)), ca.key)
+    sentence = refused(bundle, key, fqdn, cert_pem=der.pem(altered, "CERTIFICATE"))
+    assert f"The proxy certificate from the engine {words}" in sentence

@@ -1,0 +1,27 @@
+"""Join string parsing: what a pasted line may and may not carry."""
+
+from __future__ import annotations
+
+import pytest
+
+from protocol import joinstring
+from protocol.errors import BadRequest
+
+CURVE, PIN = bytes(range(32)), bytes(range(32, 64))
+
+
+def with_proxy_port(port: str) -> str:
+    keys = f"curve={joinstring.b64(CURVE)}&pin={joinstring.b64(PIN)}"
+    return f"wsproxy://engine.example.com:6101/?{keys}&port={port}"
+
+
+def test_an_ascii_proxy_port_is_read() -> None:
+    assert joinstring.parse(with_proxy_port("6100")).proxy_port == 6100
+
+
+# Found by `make fuzz`: str.isdigit() is true for these, and int() then raised ValueError
+# ('²') or silently read another port ('٣' is 3).
+@pytest.mark.parametrize("port", ["\u00b2", "%C2%B2", "\u0663", "\uff16\uff11\uff10\uff10"])
+def test_a_proxy_port_of_non_ascii_digits_is_refused(port: str) -> None:
+    with pytest.raises(BadRequest, match="proxy port is damaged"):
+        joinstring.parse(with_proxy_port(port))
