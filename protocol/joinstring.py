@@ -89,6 +89,8 @@ def parse(text: str) -> JoinString:
         ) from None
     if url.scheme != SCHEME or not url.hostname:
         raise BadRequest(f"A join string starts with {SCHEME}://; copy the whole line again.")
+    if port == 0:
+        raise BadRequest("The join string's engine port is 0; copy the whole string again.")
     query = parse_qs(url.query, strict_parsing=False)
     curve = query.get("curve", [""])[0]
     pin = query.get("pin", [""])[0]
@@ -101,7 +103,7 @@ def parse(text: str) -> JoinString:
         raise BadRequest("The join string's proxy port is damaged; copy the whole string again.")
     return JoinString(
         host=url.hostname,
-        port=port or 6101,
+        port=6101 if port is None else port,
         curve_key=unb64(curve, "engine key"),
         pin=unb64(pin, "engine pin"),
         token=token,
