@@ -188,7 +188,8 @@ class Receiver:
         msg_type = self._accepted.get(name)
         if msg_type is None:
             raise BadRequest(
-                f"A {self.role.value} agent does not accept messages of type {name!r}."
+                f"{'An' if self.role.value[0] in 'aeiou' else 'A'} {self.role.value} agent "
+                f"does not accept messages of type {name!r}."
             )
         if msg_type.reply and header["re"] is None:
             raise BadRequest(f"A {name} must name the request it answers in 're'.")

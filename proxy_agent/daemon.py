@@ -87,6 +87,8 @@ class ProxyDaemon:
                     next_beat = time.monotonic() + s.heartbeat_interval
                     self.clock.beat_sent()
                 self._renew_when_due(link)
+                for pushed in link.take_pushed():  # came while the renewal waited
+                    self._on_message(link, pushed)
                 msg = link.receive(POLL_S)
                 for refused in link.refusals:
                     logs.decision(

@@ -24,13 +24,14 @@ from protocol import catalogue as cat
 from protocol import identity
 from protocol.codec import Value
 from protocol.envelope import ID_SIZE, Message, seal
-from protocol.errors import ClockSkew, ProtocolError
+from protocol.errors import ClockSkew, ProtocolError, Unauthorized
 from protocol.receive import Receiver
 from wsproxy_agent import transport
 from wsproxy_agent.errors import AgentError
 
 BodyFor = Callable[[bytes], dict[str, Value]]
 
+MAX_HELD_PUSHES = 16
 _HANDSHAKE_EVENTS = (
     zmq.EVENT_CONNECTED
     | zmq.EVENT_DISCONNECTED
@@ -83,6 +84,9 @@ class EngineLink:
         self.retry_delays_ms: list[int] = []
         # The engine's last message refused as stamped outside our window, until taken.
         self.skew: ClockSkew | None = None
+        # Pushes (a revoke, a rotation, renew now) that came while a request waited for its
+        # answer, for the daemon to act on afterwards. Bounded: past it, later ones are dropped.
+        self.pushed: list[Message] = []
 
     def close(self, linger_ms: int = 0) -> None:
         """Close; with ``linger_ms``, give messages still queued that long to go out."""
@@ -181,6 +185,10 @@ class EngineLink:
                 reply = self.receive(left)
                 if request_id is not None and reply is not None and reply.answers(request_id):
                     return reply
+                if reply is not None and reply.re is not None:
+                    self.refusals.append(_unbound(reply))
+                elif reply is not None and len(self.pushed) < MAX_HELD_PUSHES:
+                    self.pushed.append(reply)
                 if self.skew is not None:
                     raise LinkError(self.silence_reason())
             if time.monotonic() >= deadline:
@@ -204,6 +212,11 @@ class EngineLink:
             )
         return f"The engine at {self.address} did not answer in time."
 
+    def take_pushed(self) -> list[Message]:
+        """The pushes held while a request waited, oldest first, once."""
+        held, self.pushed = self.pushed, []
+        return held
+
     def take_skew(self) -> ClockSkew | None:
         """The engine's last message refused for clock skew since the last call, if any."""
         skew, self.skew = self.skew, None
@@ -219,6 +232,17 @@ class EngineLink:
             f"±{self.window_ms // 1000} s both agents allow, so each refuses the other's "
             "messages. Set the wrong clock right (NTP: 'timedatectl', 'chronyc tracking')."
         )
+
+
+def _unbound(reply: Message) -> Unauthorized:
+    """A genuine answer to some other request: never taken for the answer to this one."""
+    refused = Unauthorized(
+        f"A {reply.type} came that answers another request, not this one (a late answer to "
+        "an earlier attempt, or one replayed by something on the path); it was ignored."
+    )
+    refused.sender = reply.sender
+    refused.msg_id = reply.id
+    return refused
 
 
 def _new_id() -> bytes:
