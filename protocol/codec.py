@@ -4,12 +4,16 @@ Encoding sorts every map's keys so one value has one byte string. Decoding refus
 anything above the size cap before the decoder sees it, bounds every string, binary,
 array and map, refuses extension types (msgpack's timestamp included), non-string map
 keys and nesting deeper than the envelope can need.
+
+Decoding reads one value at a time and checks each limit as it goes, so the work stops
+where a limit is crossed: a megabyte of tiny maps costs what ``max_values`` of them cost,
+not a million objects built and then walked.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 import msgpack
 
@@ -26,6 +30,7 @@ class DecodeLimits:
     max_array: int = 256
     max_map: int = 64
     max_depth: int = 6
+    max_values: int = 1024
 
 
 DEFAULT_LIMITS = DecodeLimits()
@@ -43,46 +48,92 @@ def encode(value: Value) -> bytes:
     return cast(bytes, msgpack.packb(_canonical(value), use_bin_type=True))
 
 
+# Leading bytes of the msgpack map and array headers (fix, 16 and 32 bit forms).
+_MAP_HEADS = frozenset([*range(0x80, 0x90), 0xDE, 0xDF])
+_ARRAY_HEADS = frozenset([*range(0x90, 0xA0), 0xDC, 0xDD])
+_CONTAINER_HEADS = _MAP_HEADS | _ARRAY_HEADS
+
+
 def decode(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Value:
     if len(data) > limits.max_message:
         raise BadRequest(
             f"The message is {len(data)} bytes; the limit is {limits.max_message}. "
             "Nothing above the limit is decoded."
         )
+    reader = _Reader(data, limits)
     try:
-        value = msgpack.unpackb(
-            data,
+        value = reader.value(0)
+        extra = len(data) - reader.unpacker.tell()
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise _not_msgpack(str(exc) or type(exc).__name__) from exc
+    if extra:
+        raise _not_msgpack(f"{extra} bytes after the value")
+    return value
+
+
+def _not_msgpack(reason: str) -> BadRequest:
+    return BadRequest(f"The message is not msgpack within the protocol's limits ({reason}).")
+
+
+class _Reader:
+    """Decodes ``data`` value by value; containers through their headers, so a declared
+    length is checked before anything it announces is read."""
+
+    def __init__(self, data: bytes, limits: DecodeLimits) -> None:
+        self.data = data
+        self.limits = limits
+        self.values_left = limits.max_values
+        self.unpacker = msgpack.Unpacker(
             raw=False,
-            strict_map_key=True,
-            use_list=True,
+            max_buffer_size=max(len(data), 1),
             max_str_len=limits.max_str,
             max_bin_len=limits.max_bin,
-            max_array_len=limits.max_array,
-            max_map_len=limits.max_map,
             max_ext_len=0,
         )
-    except (ValueError, TypeError, msgpack.UnpackException) as exc:
-        reason = str(exc) or type(exc).__name__
-        raise BadRequest(
-            f"The message is not msgpack within the protocol's limits ({reason})."
-        ) from exc
-    _check_shape(value, limits.max_depth)
-    return cast(Value, value)
+        self.unpacker.feed(data)
 
+    def value(self, depth: int) -> Value:
+        if depth > self.limits.max_depth:
+            raise BadRequest("The message nests deeper than the protocol allows.")
+        head = self._next_head()
+        if head in _MAP_HEADS:
+            entries = self._length(self.unpacker.read_map_header(), self.limits.max_map, "map")
+            out: dict[str, Value] = {}
+            for _ in range(entries):
+                key = self._key()
+                out[key] = self.value(depth + 1)
+            return out
+        if head in _ARRAY_HEADS:
+            items = self._length(self.unpacker.read_array_header(), self.limits.max_array, "array")
+            return [self.value(depth + 1) for _ in range(items)]
+        scalar = self.unpacker.unpack()
+        if scalar is None or isinstance(scalar, bool | int | str | bytes):
+            return cast(Value, scalar)
+        raise BadRequest(f"Values of type {type(scalar).__name__} are not part of the protocol.")
 
-def _check_shape(value: Any, depth_left: int) -> None:
-    if depth_left < 0:
-        raise BadRequest("The message nests deeper than the protocol allows.")
-    if value is None or isinstance(value, bool | int | str | bytes):
-        return
-    if isinstance(value, list):
-        for item in value:
-            _check_shape(item, depth_left - 1)
-        return
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise BadRequest("Map keys must be strings.")
-            _check_shape(item, depth_left - 1)
-        return
-    raise BadRequest(f"Values of type {type(value).__name__} are not part of the protocol.")
+    def _key(self) -> str:
+        if self._next_head() in _CONTAINER_HEADS:
+            raise BadRequest("Map keys must be strings.")
+        key = self.unpacker.unpack()
+        if not isinstance(key, str):
+            raise BadRequest("Map keys must be strings.")
+        return key
+
+    def _next_head(self) -> int:
+        """The first byte of the next value, counted against ``max_values``."""
+        self.values_left -= 1
+        if self.values_left < 0:
+            raise BadRequest(
+                f"The message holds more than {self.limits.max_values} values; "
+                "nothing past the limit is decoded."
+            )
+        at: int = self.unpacker.tell()
+        if at >= len(self.data):
+            raise _not_msgpack("it ends inside a value")
+        return self.data[at]
+
+    @staticmethod
+    def _length(declared: int, limit: int, kind: str) -> int:
+        if declared > limit:
+            raise _not_msgpack(f"{declared} exceeds max_{kind}({limit})")
+        return declared

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import resource
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,15 @@ Context = zmq.Context[Any]
 # Frames above this are dropped by libzmq before they reach our decoder.
 MAX_WIRE_MESSAGE = 1024 * 1024 + 4096
 HEARTBEAT_MS = 5_000
+# A peer that has not finished the ZMTP/Curve handshake by then is dropped: a silent or
+# half-open connection costs the engine a file descriptor for this long, not for ever.
+HANDSHAKE_MS = 10_000
+# Open files the engine allows itself, within its hard limit. Every connection holds a
+# descriptor until its handshake is done or HANDSHAKE_MS is up (and about 4 KiB of libzmq's
+# memory). At the usual soft limit of 1024, a thousand silent connections every few seconds
+# leave none for a proxy that connects, and libzmq's I/O thread spins on the failing accept(2);
+# this many is more than one address can hold open (its ephemeral ports), for 256 MiB at most.
+SERVER_OPEN_FILES = 65_536
 # Reconnect backoff: libzmq doubles the delay from the first to the cap but, with a cap set,
 # adds no jitter of its own, so each client draws its own first delay and cap from these
 # ranges. Proxies cut off together (an engine restart) then come back spread out.
@@ -58,7 +68,7 @@ def _common(sock: Socket) -> None:
     sock.setsockopt(zmq.MAXMSGSIZE, MAX_WIRE_MESSAGE)
     sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_MS)
     sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_MS * 3)
-    sock.setsockopt(zmq.HANDSHAKE_IVL, 10_000)
+    sock.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_MS)
     sock.setsockopt(zmq.IPV6, 1)
 
 
@@ -73,6 +83,15 @@ def server(ctx: Context, endpoint: str, secret: bytes | None) -> Socket:
         sock.curve_secretkey = secret
     sock.bind(endpoint)
     return sock
+
+
+def allow_open_files(wanted: int = SERVER_OPEN_FILES) -> None:
+    """Raise this process's soft limit on open files towards ``wanted``, within the hard limit
+    the administrator set (systemd's LimitNOFILE)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    ceiling = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < ceiling:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, hard))
 
 
 def client(

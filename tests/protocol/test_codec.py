@@ -80,13 +80,13 @@ def test_map_keys_are_sorted_and_bytes_are_bin():
 
 def test_oversize_is_refused_without_decoding(monkeypatch, world):
     calls: list[int] = []
-    real = msgpack.unpackb
 
-    def spy(data, **kwargs):
-        calls.append(len(data))
-        return real(data, **kwargs)
+    class Spy(msgpack.Unpacker):
+        def feed(self, data):
+            calls.append(len(data))
+            super().feed(data)
 
-    monkeypatch.setattr(codec.msgpack, "unpackb", spy)
+    monkeypatch.setattr(codec.msgpack, "Unpacker", Spy)
     oversize = b"\x90" + bytes(LIMITS.max_message)
     assert len(oversize) == LIMITS.max_message + 1
     with pytest.raises(BadRequest, match="limit"):
@@ -150,6 +150,27 @@ def test_container_limits(name, make, size_of):
     assert codec.decode(codec.encode(at_limit)) == at_limit
     with pytest.raises(BadRequest, match="exceeds"):
         codec.decode(codec.encode(make(limit + 1)))
+
+
+def test_values_are_counted_as_they_are_decoded():
+    # The top array, three full arrays of 256 values, and one more array: max_values in all.
+    def payload(last_items: int) -> list:
+        return [[None] * 255] * 3 + [[None] * last_items]
+
+    assert LIMITS.max_values == 1 + 3 * 256 + 1 + 254
+    assert codec.decode(codec.encode(payload(254))) == payload(254)
+    with pytest.raises(BadRequest, match=f"more than {LIMITS.max_values} values"):
+        codec.decode(codec.encode(payload(255)))
+    # A megabyte of empty maps, shallow enough for max_depth: refused at the count, not after
+    # building a million maps (which takes the decoder seconds).
+    leaf = b"\xdc\x01\x00" + b"\x80" * 256
+    middle = b"\xdc\x01\x00" + leaf * 256
+    bomb = b"\x9f" + middle * 15
+    assert len(bomb) <= LIMITS.max_message
+    start = time.perf_counter()
+    with pytest.raises(BadRequest, match="values"):
+        codec.decode(bomb)
+    assert time.perf_counter() - start < 0.1
 
 
 def test_limits_are_the_documented_defaults():
