@@ -40,6 +40,7 @@ CA_KEY_BITS = 3072
 LEAF_KEY_BITS = 2048
 
 MAX_CSR_BYTES = 16 * 1024
+MAX_NAMES_SHOWN = 300
 MIN_RSA_BITS = 2048
 ACCEPTED_CURVES = (ec.SECP256R1, ec.SECP384R1)
 ACCEPTED_KEYS = "RSA of 2048 bits or more, or ECDSA on P-256 or P-384"
@@ -186,11 +187,20 @@ def check_csr(csr_pem: bytes, fqdn: str) -> x509.CertificateSigningRequest:
         raise BadRequest(
             "The certificate request is not a PEM CSR ('-----BEGIN CERTIFICATE REQUEST-----')."
         ) from None
+    except x509.InvalidVersion as exc:  # not a ValueError
+        raise BadRequest(
+            f"The certificate request has version {exc.parsed_version}; PKCS#10 knows only "
+            "version 0 (v1), so make it again with a standard tool."
+        ) from None
     try:
         key = csr.public_key()
     except UnsupportedAlgorithm:
         raise BadRequest(
             f"The certificate request's key type is not supported; use {ACCEPTED_KEYS}."
+        ) from None
+    except ValueError:  # the request parses, the key inside it does not
+        raise BadRequest(
+            f"The certificate request's public key cannot be read; make a new key: {ACCEPTED_KEYS}."
         ) from None
     found = _describe_key(key)
     if isinstance(key, rsa.RSAPublicKey):
@@ -203,12 +213,41 @@ def check_csr(csr_pem: bytes, fqdn: str) -> x509.CertificateSigningRequest:
         raise BadRequest(
             f"The certificate request carries a {found} key; make a new key: {ACCEPTED_KEYS}."
         )
+    _check_names(csr, fqdn)
     if not csr.is_signature_valid:
         raise BadRequest(
             "The certificate request's signature does not verify against its own key; "
             "it was altered or built wrongly, so make a new one."
         )
     return csr
+
+
+def _check_names(csr: x509.CertificateSigningRequest, fqdn: str) -> None:
+    """Refuse a request made for another name: the certificate would name ``fqdn`` anyway,
+    but a proxy asking in its own name for someone else's is a mistake or an attack, and
+    the operator should hear of it as a refusal rather than find a quietly renamed cert."""
+    try:
+        cns = [str(a.value) for a in csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        dns: list[str] | None = san.get_values_for_type(x509.DNSName)
+    except x509.ExtensionNotFound:
+        dns = None
+    # TypeError: a subject attribute of an ASN.1 type its OID does not allow (found by make fuzz).
+    except (ValueError, TypeError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
+        raise BadRequest(
+            "The certificate request's subject or extensions cannot be read; make a new one."
+        ) from None
+    others = [cn for cn in cns if cn != fqdn]
+    if others or (dns is not None and fqdn not in dns) or (not cns and not dns):
+        asked = ", ".join([*(f"CN={cn}" for cn in cns), *(f"DNS:{n}" for n in dns or [])])
+        if len(asked) > MAX_NAMES_SHOWN:  # the sentence goes back on the wire and to the log
+            asked = asked[:MAX_NAMES_SHOWN] + "..."
+        # The fqdn once only: the sentence must stay within the error message's 1000
+        # characters with a 253-character fqdn and the names shown.
+        raise BadRequest(
+            f"The certificate request names {asked or 'no host'}, not {fqdn}; make it for "
+            "that name (as its CN and its subjectAltName DNS name)."
+        )
 
 
 def ignored_requests(csr: x509.CertificateSigningRequest, fqdn: str) -> list[str]:
@@ -218,8 +257,9 @@ def ignored_requests(csr: x509.CertificateSigningRequest, fqdn: str) -> list[str
     this is only for an operator to see that a proxy asked for more than it got.
     """
     ignored = []
-    cns = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    if any(cn.value != fqdn for cn in cns):
+    # check_csr made sure every CN is the fqdn; the issued subject is the CA's, so anything
+    # else the request put in its subject is dropped.
+    if any(attr.oid != NameOID.COMMON_NAME for attr in csr.subject):
         ignored.append(f"subject {csr.subject.rfc4514_string()}")
     for ext in csr.extensions:
         value = ext.value

@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 from protocol.codec import Value
 from protocol.errors import BadRequest
 
+# An unknown field's name comes from the sender and goes back in the error's sentence,
+# which the error message's own schema caps: show only the start of a long one.
+MAX_NAME_SHOWN = 64
+
 
 @dataclass(frozen=True)
 class Str:
@@ -77,7 +81,8 @@ class Schema:
             raise BadRequest("The message body must be a map.")
         for name in body:
             if name not in self.required and name not in self.optional:
-                raise BadRequest(f"Field {name!r} is not part of this message type.")
+                shown = name if len(name) <= MAX_NAME_SHOWN else name[:MAX_NAME_SHOWN] + "..."
+                raise BadRequest(f"Field {shown!r} is not part of this message type.")
         for name, kind in self.required.items():
             if name not in body:
                 raise BadRequest(f"Field {name!r} is required.")

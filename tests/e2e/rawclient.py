@@ -19,6 +19,8 @@ from protocol.envelope import Message, seal
 from protocol.receive import Receiver
 from wsproxy_agent import transport
 
+SEND_TIMEOUT_MS = 60_000  # above the reconnect backoff cap (transport.RECONNECT_MAX_MS)
+
 
 class RawProxy:
     def __init__(
@@ -41,6 +43,9 @@ class RawProxy:
         server_key = curve or transport.read_curve_key(state / "curve.key")
         origin = f"{source}:0;" if source else ""
         self.sock, _ = transport.client(self.ctx, f"tcp://{origin}127.0.0.1:{port}", server_key)
+        # With IMMEDIATE on, a send waits for a connected engine: a dead engine must fail a
+        # test (zmq.Again), not hang it.
+        self.sock.setsockopt(zmq.SNDTIMEO, SEND_TIMEOUT_MS)
         public = self.engine_key.public_key()
         self.receiver = Receiver(
             Role.PROXY, self.fp, lambda fp: public if fp == self.engine_fp else None

@@ -417,6 +417,38 @@ def test_check_csr_refuses_a_certificate(paths):
         check_csr(_certificate_pem(paths), PROXY)
 
 
+def _altered_der(key, alter) -> bytes:
+    """A real CSR for PROXY with its DER changed by ``alter``, wrapped as PEM again."""
+    der = bytearray(x509.load_pem_x509_csr(make_csr(key)).public_bytes(serialization.Encoding.DER))
+    alter(der, key)
+    b64 = base64.encodebytes(bytes(der)).decode()
+    return f"-----BEGIN CERTIFICATE REQUEST-----\n{b64}-----END CERTIFICATE REQUEST-----\n".encode()
+
+
+def _rsa_key_made_a_set(der: bytearray, key) -> None:
+    # The RSAPublicKey inside the key's BIT STRING, which is parsed only when the key is read.
+    inner = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.PKCS1
+    )
+    der[der.index(inner)] = 0x31  # its SEQUENCE tag, now a SET
+
+
+def _version_one(der: bytearray, key) -> None:
+    der[der.index(b"\x02\x01\x00") + 2] = 0x01  # the first INTEGER is the version
+
+
+@pytest.mark.parametrize(
+    ("alter", "words"),
+    [(_rsa_key_made_a_set, "public key cannot be read"), (_version_one, "has version 1")],
+    ids=["unreadable-key", "version-1"],
+)
+def test_check_csr_refuses_what_parses_only_halfway(alter, words):
+    """Found by tests/engine/test_fuzz_csr.py: cryptography raised ValueError (key) and
+    InvalidVersion, not BadRequest, so the daemon answered 'internal'."""
+    with pytest.raises(BadRequest, match=words):
+        check_csr(_altered_der(rsa_key(), alter), PROXY)
+
+
 @pytest.mark.parametrize(
     "key",
     [rsa_key(), ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP384R1())],
@@ -431,7 +463,6 @@ def test_check_csr_accepts(key):
 def test_ignored_requests_names_what_the_profile_overrides():
     greedy = make_csr(
         rsa_key(),
-        cn="*.example.test",
         extensions=[
             (x509.BasicConstraints(ca=True, path_length=None), True),
             (
@@ -462,12 +493,77 @@ def test_ignored_requests_names_what_the_profile_overrides():
         ],
     )
     assert ignored_requests(check_csr(greedy, PROXY), PROXY) == [
-        "subject CN=*.example.test",
         "basicConstraints CA:TRUE",
         "keyUsage digital_signature, key_cert_sign, crl_sign",
         "subjectAltName DNS:*.example.test, DNS:engine.example.test",
         "extendedKeyUsage codeSigning",
     ]
+
+
+def test_ignored_requests_names_a_subject_beyond_the_cn():
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Evil"),
+            x509.NameAttribute(NameOID.COMMON_NAME, PROXY),
+        ]
+    )
+    request = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(subject)
+        .sign(rsa_key(), hashes.SHA256())
+    )
+    parsed = check_csr(request.public_bytes(PEM), PROXY)
+    assert ignored_requests(parsed, PROXY) == [f"subject CN={PROXY},O=Evil"]
+
+
+def _names_csr(cns: list[str], sans: list[str] | None) -> bytes:
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn) for cn in cns])
+    )
+    if sans is not None:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(n) for n in sans]), critical=False
+        )
+    return builder.sign(rsa_key(), hashes.SHA256()).public_bytes(PEM)
+
+
+@pytest.mark.parametrize(
+    ("cns", "sans", "named"),
+    [
+        (["other.example.test"], ["other.example.test"], "CN=other.example.test"),
+        (["other.example.test"], None, "CN=other.example.test"),
+        ([PROXY], ["other.example.test"], "DNS:other.example.test"),
+        ([PROXY, "other.example.test"], [PROXY], "CN=other.example.test"),
+        (["*.example.test"], [PROXY], "CN=*.example.test"),
+        ([], ["other.example.test"], "DNS:other.example.test"),
+        ([], None, "no host"),
+    ],
+    ids=["other", "other-cn-only", "other-san", "second-cn", "wildcard-cn", "san-only", "none"],
+)
+def test_check_csr_refuses_a_request_for_another_name(cns, sans, named):
+    with pytest.raises(BadRequest, match=re.escape(named)) as exc:
+        check_csr(_names_csr(cns, sans), PROXY)
+    assert f"not {PROXY}" in exc.value.sentence
+
+
+def test_a_refusal_for_other_names_fits_in_an_error_reply():
+    """The longest fqdn and a CSR naming many long names: the sentence, which goes back in
+    an error reply, still fits that reply's 1000-character message."""
+    longest = ".".join(["a" * 63] * 3 + ["a" * 61])
+    others = [f"{c * 60}.{c * 60}.{c * 60}.{c * 60}.example" for c in "bcdefg"]
+    with pytest.raises(BadRequest, match=re.escape("names CN=b.example, DNS:bbb")) as exc:
+        check_csr(_names_csr(["b.example"], others), longest)
+    assert f"not {longest}" in exc.value.sentence
+    assert len(exc.value.sentence) <= 1000
+
+
+@pytest.mark.parametrize(
+    ("cns", "sans"),
+    [([PROXY], [PROXY]), ([PROXY], None), ([], [PROXY]), ([PROXY], [PROXY, "*.example.test"])],
+    ids=["cn-and-san", "cn-only", "san-only", "extra-san"],
+)
+def test_check_csr_accepts_a_request_naming_the_fqdn(cns, sans):
+    check_csr(_names_csr(cns, sans), PROXY)
 
 
 def test_ignored_requests_is_quiet_about_what_the_profile_grants_anyway():

@@ -67,6 +67,17 @@ def test_unknown_field_is_refused(world, name):
         TYPES[name].schema.check(body)
 
 
+def test_a_long_unknown_field_name_is_shown_cut_short(world):
+    """The sentence goes back in an error reply, whose message is at most 1000 characters."""
+    body = {**world.bodies["heartbeat"], "k" * 5000: True}
+    with pytest.raises(BadRequest, match="is not part of this message type") as exc:
+        TYPES["heartbeat"].schema.check(body)
+    assert "'" + "k" * 64 + "...'" in exc.value.sentence
+    catalogue.CATALOGUE[(Role.PROXY, "error")].schema.check(
+        {"code": exc.value.code.value, "message": exc.value.sentence}
+    )
+
+
 @pytest.mark.parametrize("name", sorted(TYPES))
 def test_body_must_be_a_map(name):
     for body in ([], None, "x"):
