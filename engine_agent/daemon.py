@@ -172,6 +172,7 @@ class EngineDaemon:
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
+        transport.allow_open_files()  # silent connections must not starve the listener
         ctx = zmq.Context()
         self.sock = self._bind(ctx)
         control = ctx.socket(zmq.REP)
@@ -251,6 +252,11 @@ class EngineDaemon:
         except ProtocolError as exc:
             self._refused(routing_id, peer, exc, now)
             return
+        except Exception:
+            # A bug in the pipeline must cost one message, not the daemon.
+            self.log.exception("receive_failed", peer=peer)
+            self._count_failure(peer, now)
+            return
         self.seen_store.add(msg.id, msg.ts)
         self.routes[msg.sender] = routing_id
         try:
@@ -303,7 +309,11 @@ class EngineDaemon:
     def _send(self, routing_id: bytes, to: str, re: bytes | None, reply: Reply) -> bytes | None:
         """Send without ever blocking the loop: the message's id, or None when the peer is
         gone or saturated."""
-        sealed = seal(self.key, reply.type, reply.body, recipient=to, now_ms=_now_ms(), re=re)
+        try:
+            sealed = seal(self.key, reply.type, reply.body, recipient=to, now_ms=_now_ms(), re=re)
+        except ProtocolError as exc:  # a reply that breaks its own schema: a bug, not a crash
+            self.log.error("reply_not_sent", to=to, type=reply.type, why=exc.sentence)
+            return None
         try:
             self.sock.send_multipart([routing_id, *sealed.frames], flags=zmq.NOBLOCK)
         except zmq.ZMQError as exc:  # EHOSTUNREACH (ROUTER_MANDATORY) or EAGAIN (its queue is full)
@@ -609,7 +619,11 @@ def _activation_reply(
 
 
 def _error_reply(exc: ProtocolError) -> Reply:
-    return Reply(cat.ERROR, {"code": exc.code.value, "message": exc.sentence})
+    # Sentences may quote what the sender sent; the answer stays within the schema's bound.
+    message = exc.sentence
+    if len(message) > cat.REASON.max_len:
+        message = message[: cat.REASON.max_len - 1] + "…"
+    return Reply(cat.ERROR, {"code": exc.code.value, "message": message})
 
 
 def _peer(frame: zmq.Frame) -> str:
