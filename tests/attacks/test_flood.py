@@ -7,10 +7,9 @@ enrolled proxy, and token joins, which never need a pending slot.
 
 from __future__ import annotations
 
-import json
-
 from protocol import catalogue as cat
 from tests.attacks.conftest import Target
+from tests.attacks.forge import engine_events
 from tests.e2e.conftest import wait_for
 from tests.e2e.rawclient import RawProxy, csr, enroll_body, tls_key
 
@@ -61,8 +60,8 @@ def test_pending_requests_are_capped_per_address_and_in_all_then_expire(target: 
     assert join.returncode == 0, join.stderr
     # Old requests expire, each logged once, and make room again.
     wait_for(lambda: not pending(target), "the pending requests to expire", timeout=30)
-    lines = [json.loads(x) for x in target.engine_log().splitlines() if x.startswith("{")]
-    assert len([x for x in lines if x.get("decision") == "expire"]) == 5
+    decisions = engine_events(target, "security_decision")
+    assert len([e for e in decisions if e["decision"] == "expire"]) == 5
     assert request_without_token(target.attacker(source="127.0.0.4"), 9) == cat.ENROLL_PENDING
     rows = target.snapshot().rows
     rows["proxies"] = [r for r in rows["proxies"] if r["fqdn"] == "proxy.e2e.test"]

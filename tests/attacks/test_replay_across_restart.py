@@ -6,7 +6,6 @@ the same signed message a second time. The engine keeps the window's ids on disk
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
@@ -14,6 +13,7 @@ import pytest
 from protocol import catalogue as cat
 from protocol.envelope import seal
 from tests.attacks.conftest import Target
+from tests.attacks.forge import engine_events
 
 
 @pytest.mark.parametrize("kill", [True, False], ids=["crash", "stop"])
@@ -36,8 +36,7 @@ def test_replay_after_a_restart_is_refused(target: Target, kill: bool) -> None:
     attacker = target.attacker()
     attacker.send_frames(sealed.frames)
     assert attacker.reply(3.0) is None
-    lines = [json.loads(x) for x in target.engine_log().splitlines() if x.startswith("{")]
-    refused = [x for x in lines if x.get("event") == "message_refused"]
+    refused = engine_events(target, "message_refused")
     assert [x["code"] for x in refused] == ["replayed"]
     assert refused[0]["who"] == legit.fp
     target.assert_serves_legit()

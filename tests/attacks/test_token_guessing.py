@@ -6,7 +6,6 @@ refusal past a limit is cheap: no audit row, no log line, no answer for a spent 
 
 from __future__ import annotations
 
-import json
 import secrets
 from typing import Any
 
@@ -14,6 +13,7 @@ from protocol import catalogue as cat
 from protocol import identity, joinstring, tokens
 from protocol.envelope import Message
 from tests.attacks.conftest import ATTACKER_ADDRESS, Target
+from tests.attacks.forge import engine_events
 from tests.e2e.conftest import PROXY_FQDN
 from tests.e2e.rawclient import RawProxy, csr, enroll_body, tls_key
 
@@ -46,8 +46,7 @@ def token_row(t: Target, token_id: str) -> dict[str, Any]:
 
 
 def decisions(t: Target, verdict: str) -> list[dict[str, Any]]:
-    lines = [json.loads(x) for x in t.engine_log().splitlines() if x.startswith("{")]
-    return [x for x in lines if x.get("decision") == verdict]
+    return [e for e in engine_events(t, "security_decision") if e["decision"] == verdict]
 
 
 def new_token(t: Target) -> tokens.Token:
