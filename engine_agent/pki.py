@@ -40,6 +40,17 @@ CA_KEY_BITS = 3072
 LEAF_KEY_BITS = 2048
 
 MAX_CSR_BYTES = 16 * 1024
+# KeyUsage's flags, as cryptography names them (encipher_only and decipher_only aside: they
+# are readable only with key_agreement set).
+KEY_USAGE_FLAGS = (
+    "digital_signature",
+    "content_commitment",
+    "key_encipherment",
+    "data_encipherment",
+    "key_agreement",
+    "key_cert_sign",
+    "crl_sign",
+)
 MAX_NAMES_SHOWN = 300
 MIN_RSA_BITS = 2048
 ACCEPTED_CURVES = (ec.SECP256R1, ec.SECP384R1)
@@ -307,16 +318,7 @@ def _describe_general_name(name: x509.GeneralName) -> str:
 
 
 def _describe_key_usage(ku: x509.KeyUsage) -> str:
-    names = [
-        "digital_signature",
-        "content_commitment",
-        "key_encipherment",
-        "data_encipherment",
-        "key_agreement",
-        "key_cert_sign",
-        "crl_sign",
-    ]
-    return ", ".join(n for n in names if getattr(ku, n)) or "(none)"
+    return ", ".join(n for n in KEY_USAGE_FLAGS if getattr(ku, n)) or "(none)"
 
 
 # Reading oVirt's PKI.

@@ -28,13 +28,13 @@ from test_pki import (  # shared helpers; pytest puts this directory on sys.path
     ENGINE,
     NOW,
     PROXY,
-    assert_profile,
     rsa_key,
 )
 
 from engine_agent import pki
 from engine_agent.pki import CertificateAuthority
 from protocol.errors import BadRequest
+from tests.support.profile import assert_profile
 from wsproxy_agent.paths import HostPaths
 
 FUZZ = settings(
@@ -167,20 +167,7 @@ def _sans(csr: x509.CertificateSigningRequest) -> list[str] | None:
 
 # CSRs built from random choices: the verdict is exactly what the oracle says.
 
-key_usages = st.fixed_dictionaries(
-    {
-        name: st.booleans()
-        for name in (
-            "digital_signature",
-            "content_commitment",
-            "key_encipherment",
-            "data_encipherment",
-            "key_agreement",
-            "key_cert_sign",
-            "crl_sign",
-        )
-    }
-)
+key_usages = st.fixed_dictionaries({name: st.booleans() for name in pki.KEY_USAGE_FLAGS})
 eku_oids = st.lists(
     st.sampled_from(
         [

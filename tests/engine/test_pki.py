@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -37,6 +37,7 @@ from engine_agent.pki import (
     parse_subject,
 )
 from protocol.errors import BadRequest
+from tests.support.profile import assert_profile
 from wsproxy_agent.paths import HostPaths
 
 # Real time, because `openssl verify` checks validity against the real clock.
@@ -85,57 +86,6 @@ def openssl_verify(paths: HostPaths, cert: x509.Certificate) -> None:
         done = openssl("verify", "-CAfile", str(paths.ca_cert), "-purpose", purpose, str(leaf))
         assert done.returncode == 0, done.stdout + done.stderr
         assert done.stdout.strip().endswith(": OK")
-
-
-def assert_profile(cert: x509.Certificate, ca_cert: x509.Certificate, fqdn: str, *, ovirt=False):
-    """DESIGN §6, extension by extension.
-
-    ``ovirt=True`` for certificates from oVirt's own script (our stand-in runs its openssl
-    config): it leaves basicConstraints non-critical; everything else must be the same.
-    """
-    assert cert.subject.rfc4514_string() == f"CN={fqdn},O=Example Test,C=US"
-    assert cert.issuer == ca_cert.subject
-    assert cert.signature_hash_algorithm is not None
-    assert cert.signature_hash_algorithm.name == "sha256"
-    assert cert.serial_number > 0 and cert.serial_number.bit_length() <= 128
-    exts = cert.extensions
-    assert {e.oid for e in exts} == {
-        ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
-        ExtensionOID.BASIC_CONSTRAINTS,
-        ExtensionOID.KEY_USAGE,
-        ExtensionOID.EXTENDED_KEY_USAGE,
-        ExtensionOID.SUBJECT_KEY_IDENTIFIER,
-        ExtensionOID.AUTHORITY_KEY_IDENTIFIER,
-    }
-    san = exts.get_extension_for_class(x509.SubjectAlternativeName)
-    assert list(san.value) == [x509.DNSName(fqdn)] and not san.critical
-    bc = exts.get_extension_for_class(x509.BasicConstraints)
-    assert bc.value.ca is False and bc.value.path_length is None
-    assert bc.critical is (not ovirt)
-    ku = exts.get_extension_for_class(x509.KeyUsage)
-    assert ku.critical
-    assert ku.value.digital_signature and ku.value.key_encipherment
-    assert not (
-        ku.value.content_commitment
-        or ku.value.data_encipherment
-        or ku.value.key_agreement
-        or ku.value.key_cert_sign
-        or ku.value.crl_sign
-    )
-    eku = exts.get_extension_for_class(x509.ExtendedKeyUsage)
-    assert eku.critical
-    assert list(eku.value) == [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-    ski = exts.get_extension_for_class(x509.SubjectKeyIdentifier)
-    assert ski.value == x509.SubjectKeyIdentifier.from_public_key(cert.public_key())
-    assert not ski.critical
-    aki = exts.get_extension_for_class(x509.AuthorityKeyIdentifier)
-    ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    assert aki.value.key_identifier == ca_ski.digest and not aki.critical
-
-    text = openssl("x509", "-text", "-noout", input=cert.public_bytes(PEM).decode()).stdout
-    assert "CA:FALSE" in text
-    assert "TLS Web Server Authentication, TLS Web Client Authentication" in text
-    assert "Digital Signature, Key Encipherment" in text
 
 
 # Fixtures

@@ -26,7 +26,6 @@ from test_pki import (  # shared helpers; pytest puts this directory on sys.path
     ENGINE,
     NOW,
     PROXY,
-    assert_profile,
     copy_root,
     make_csr,
     openssl_verify,
@@ -43,6 +42,7 @@ from engine_agent.signer import (
     make_signer,
 )
 from protocol.errors import BadRequest
+from tests.support.profile import assert_profile
 from wsproxy_agent import commands
 from wsproxy_agent.paths import HostPaths
 
