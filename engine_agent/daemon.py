@@ -279,7 +279,7 @@ class EngineDaemon:
     def _refused(self, routing_id: bytes, peer: str, exc: ProtocolError, now: float) -> None:
         """A message the pipeline refused: log it, count it, answer it where that helps."""
         # A signed message with a bad body from an enrolled proxy is a bug, not an attack.
-        known = exc.authenticated and self._key_for(exc.sender or "") is not None
+        known = exc.authenticated and self.enrollment.trusted_key(exc.sender or "") is not None
         if not known:
             if self.admission.failures.blocked(peer, now):
                 return  # quiet: logged once when the address was throttled

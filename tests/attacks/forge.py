@@ -14,7 +14,6 @@ that comes back, the attack was answered with nothing.
 from __future__ import annotations
 
 import contextlib
-import json
 import secrets
 import time
 from typing import Any
@@ -24,9 +23,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from protocol import catalogue as cat
 from protocol import codec, identity, joinstring, tokens
 from protocol.codec import Value
-from protocol.envelope import signed_bytes
+from protocol.envelope import Sealed, seal, signed_bytes
 from tests.attacks.conftest import Target
-from tests.e2e.conftest import wait_for
+from tests.e2e.conftest import log_events, wait_for
 from tests.e2e.rawclient import RawProxy, csr, enroll_body, tls_key
 
 HOUR_MS = 3_600_000
@@ -70,15 +69,19 @@ def flip_bit(data: bytes, index: int) -> bytes:
 
 
 def engine_events(target: Target, name: str) -> list[dict[str, Any]]:
-    found = []
-    for line in target.hosts.engine_log().splitlines():
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue  # not one of the daemon's JSON lines
-        if isinstance(event, dict) and event.get("event") == name:
-            found.append(event)
-    return found
+    return log_events(target.hosts.engine_log(), name)
+
+
+def sealed_renewal(target: Target, client: RawProxy, *, stamp_ms: int | None = None) -> Sealed:
+    """A renew_request with the request the enrolled proxy holds, sealed by ``client``'s key:
+    what the enrolled proxy sends (and an attacker may capture) when ``client`` is legit()."""
+    return seal(
+        client.key,
+        cat.RENEW_REQUEST,
+        {"csr": target.enrolled()["csr_pem"]},
+        recipient=client.engine_fp,
+        now_ms=now_ms() if stamp_ms is None else stamp_ms,
+    )
 
 
 class Refusals:

@@ -12,7 +12,6 @@ import pytest
 
 from protocol import catalogue as cat
 from protocol import codec, identity
-from protocol.envelope import seal
 from tests.attacks.conftest import Target
 from tests.attacks.forge import (
     Refusals,
@@ -20,8 +19,8 @@ from tests.attacks.forge import (
     enroll_another,
     envelope,
     flip_bit,
-    now_ms,
     opened,
+    sealed_renewal,
     signed,
 )
 from tests.attacks.relay import Relay, Rewrite
@@ -65,13 +64,7 @@ TAMPERS = {
 def test_message_altered_after_signing_is_refused(target: Target, part: str) -> None:
     before = target.snapshot()
     legit = target.legit()
-    sealed = seal(
-        legit.key,
-        cat.RENEW_REQUEST,
-        {"csr": target.enrolled()["csr_pem"]},
-        recipient=legit.engine_fp,
-        now_ms=now_ms(),
-    )
+    sealed = sealed_renewal(target, legit)
     refusals = Refusals(target, legit.fp)
 
     attacker = target.attacker()

@@ -10,24 +10,22 @@ from __future__ import annotations
 import re
 
 from protocol import catalogue as cat
-from protocol.envelope import seal
 from tests.attacks.conftest import Target
-from tests.attacks.forge import HOUR_MS, Refusals, assert_silent, now_ms, opened
+from tests.attacks.forge import (
+    HOUR_MS,
+    Refusals,
+    assert_silent,
+    now_ms,
+    opened,
+    sealed_renewal,
+)
 from tests.e2e.conftest import host_pair, short_tempdir
 from tests.e2e.rawclient import RawProxy
 
 
 def captured_renewal(target: Target, *, stamp_ms: int | None = None) -> list[bytes]:
     """The exact frames the enrolled proxy sends to renew with the request it holds."""
-    legit = target.legit()
-    sealed = seal(
-        legit.key,
-        cat.RENEW_REQUEST,
-        {"csr": target.enrolled()["csr_pem"]},
-        recipient=legit.engine_fp,
-        now_ms=now_ms() if stamp_ms is None else stamp_ms,
-    )
-    return list(sealed.frames)
+    return list(sealed_renewal(target, target.legit(), stamp_ms=stamp_ms).frames)
 
 
 def test_replay_inside_the_window_is_refused_in_silence(target: Target) -> None:

@@ -6,27 +6,17 @@ the same signed message a second time. The engine keeps the window's ids on disk
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from protocol import catalogue as cat
-from protocol.envelope import seal
 from tests.attacks.conftest import Target
-from tests.attacks.forge import engine_events
+from tests.attacks.forge import engine_events, sealed_renewal
 
 
 @pytest.mark.parametrize("kill", [True, False], ids=["crash", "stop"])
 def test_replay_after_a_restart_is_refused(target: Target, kill: bool) -> None:
-    row = target.enrolled()
     legit = target.legit()
-    sealed = seal(
-        legit.key,
-        cat.RENEW_REQUEST,
-        {"csr": row["csr_pem"]},
-        recipient=legit.engine_fp,
-        now_ms=time.time_ns() // 1_000_000,
-    )
+    sealed = sealed_renewal(target, legit)
     legit.send_frames(sealed.frames)
     first = legit.reply(10.0)
     assert first is not None and first.type == cat.ENROLL_APPROVED and first.re == sealed.id

@@ -12,7 +12,7 @@ from typing import Any
 from protocol import catalogue as cat
 from protocol import identity, joinstring, tokens
 from protocol.envelope import Message
-from tests.attacks.conftest import ATTACKER_ADDRESS, Target
+from tests.attacks.conftest import ATTACKER_ADDRESS, Snapshot, Target
 from tests.attacks.forge import engine_events
 from tests.e2e.conftest import PROXY_FQDN
 from tests.e2e.rawclient import RawProxy, csr, enroll_body, tls_key
@@ -49,6 +49,14 @@ def decisions(t: Target, verdict: str) -> list[dict[str, Any]]:
     return [e for e in engine_events(t, "security_decision") if e["decision"] == verdict]
 
 
+def with_failures(before: Snapshot, token_id: str, failures: int) -> Snapshot:
+    """``before`` with the one change a refused proof is meant to make: its token's count."""
+    before.rows["tokens"] = [
+        dict(r, failures=failures) if r["id"] == token_id else r for r in before.rows["tokens"]
+    ]
+    return before
+
+
 def new_token(t: Target) -> tokens.Token:
     token = joinstring.parse(t.hosts.token()).token
     assert token is not None
@@ -71,10 +79,7 @@ def test_wrong_proofs_for_one_token_are_throttled_then_cheap(target: Target) -> 
     [throttle] = decisions(target, "throttle")
     assert throttle["who"] == f"token {token.id}"
     target.assert_serves_legit()
-    before.rows["tokens"] = [
-        dict(r, failures=2) if r["id"] == token.id else r for r in before.rows["tokens"]
-    ]
-    target.assert_unchanged(before)
+    target.assert_unchanged(with_failures(before, token.id, 2))
 
 
 def test_a_token_locks_after_its_bound_even_for_the_right_proof(target: Target) -> None:
@@ -86,7 +91,7 @@ def test_a_token_locks_after_its_bound_even_for_the_right_proof(target: Target) 
     [lock] = decisions(target, "lock")
     assert lock["who"] == f"token {token.id}" and lock["last_sender"] == attacker.fp
     audit_rows = len(target.hosts.audit())
-    # The right proof, from the right address, once the throttle has long refilled.
+    # The right proof, from the right address: the lock is checked before anything else.
     honest = target.attacker(source="127.0.0.1")
     reply = guess(honest, token.id, token.proof_key)
     assert error_code(reply) == "rate_limited"
@@ -94,10 +99,7 @@ def test_a_token_locks_after_its_bound_even_for_the_right_proof(target: Target) 
     assert len(target.hosts.audit()) == audit_rows  # refusals of a locked token are quiet
     assert not [r for r in target.hosts.registry() if r["fingerprint"] == honest.fp]
     target.assert_serves_legit()
-    before.rows["tokens"] = [
-        dict(r, failures=2) if r["id"] == token.id else r for r in before.rows["tokens"]
-    ]
-    target.assert_unchanged(before)
+    target.assert_unchanged(with_failures(before, token.id, 2))
 
 
 def test_guesses_from_one_address_are_throttled_and_then_unanswered(target: Target) -> None:

@@ -237,6 +237,19 @@ def joined(h: Hosts, *token_args: str) -> Hosts:
     return h
 
 
+def log_events(log: str, name: str) -> list[dict[str, object]]:
+    """The daemon's JSON log records of one event, skipping any line that is not JSON."""
+    found = []
+    for line in log.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and event.get("event") == name:
+            found.append(event)
+    return found
+
+
 def wait_for(predicate, what: str, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while not predicate():

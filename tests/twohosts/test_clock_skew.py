@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-from tests.e2e.conftest import Hosts, wait_for
+from tests.e2e.conftest import Hosts, log_events, wait_for
 from tests.support.privileged import skip_or_fail
 from tests.twohosts.netns import Link
 
@@ -52,22 +52,10 @@ def require_faketime() -> None:
         )
 
 
-def events(log: str, name: str) -> list[dict[str, object]]:
-    found = []
-    for line in log.splitlines():
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue  # not one of the daemon's JSON lines
-        if isinstance(event, dict) and event.get("event") == name:
-            found.append(event)
-    return found
-
-
 def skew_refusals(h: Hosts, who: str) -> list[dict[str, object]]:
     return [
         e
-        for e in events(h.engine_log(), "message_refused")
+        for e in log_events(h.engine_log(), "message_refused")
         if e["who"] == who and e["code"] == "expired"
     ]
 
@@ -151,8 +139,10 @@ def test_the_engine_clock_jumps_under_a_running_proxy(two_hosts: tuple[Hosts, Li
     assert "STALE" in h.cli(h.engine, "status").stdout
 
     # The proxy learns it from the engine's answers and does not pretend all is well.
-    wait_for(lambda: events(h.proxy_log(), "engine_clock_skew"), "the proxy to see the skew", 40)
-    [noticed] = events(h.proxy_log(), "engine_clock_skew")
+    wait_for(
+        lambda: log_events(h.proxy_log(), "engine_clock_skew"), "the proxy to see the skew", 40
+    )
+    [noticed] = log_events(h.proxy_log(), "engine_clock_skew")
     assert re.search(TEN_MINUTES + " ahead of this host's clock", str(noticed["why"])), noticed
     status = h.cli(h.proxy, "status")
     assert status.returncode == 1, status.stdout
@@ -161,7 +151,7 @@ def test_the_engine_clock_jumps_under_a_running_proxy(two_hosts: tuple[Hosts, Li
 
     # The clock set right again: the proxy notices by itself, and the engine hears it.
     restart_engine(h, engine, true_clock)
-    wait_for(lambda: events(h.proxy_log(), "engine_clock_agrees"), "the proxy to clear it", 40)
+    wait_for(lambda: log_events(h.proxy_log(), "engine_clock_agrees"), "the proxy to clear it", 40)
     wait_for(lambda: h.cli(h.proxy, "status").returncode == 0, "the proxy to report healthy")
     wait_for(lambda: "STALE" not in h.cli(h.engine, "status").stdout, "the engine to hear it")
-    assert len(events(h.proxy_log(), "engine_clock_skew")) == 1  # logged once, not per beat
+    assert len(log_events(h.proxy_log(), "engine_clock_skew")) == 1  # logged once, not per beat
