@@ -143,9 +143,14 @@ def test_engine_control_socket_refuses_other_users(target: Target, needs_nobody:
 def test_proxy_control_socket_refuses_other_users(target: Target, needs_nobody: None) -> None:
     with umask(0):
         proxy = target.hosts.start_proxy()
-    # Once running, the proxy notes its renewal plan; the attack starts after that.
+    # Once running, the proxy notes its renewal plan and checks its service for the first
+    # heartbeat; the attack starts after both, so neither counts as the attacker's doing.
     proxy_state = HostPaths(target.hosts.proxy).proxy_state
     wait_for(lambda: "renewal" in state.load(proxy_state), "the proxy to note its renewal plan")
+    wait_for(
+        lambda: any(args[0] == "is-active" for _, args in target.hosts.systemctl_proxy.calls),
+        "the proxy's first heartbeat to check its service",
+    )
     before = target.snapshot()
 
     assert_only_its_owner_gets_in(HostPaths(target.hosts.proxy).proxy_control, proxy.pid)
