@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit fuzz clean
+.PHONY: demo test lint typecheck unit fuzz bench clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,25 @@ $(BIN)/.fuzz-installed: $(BIN)/.installed
 
 fuzz: $(BIN)/.fuzz-installed
 	nice -n $(FUZZ_NICE) $(BIN)/python -m fuzz.run $(if $(FUZZ_SECONDS),--seconds $(FUZZ_SECONDS))
+
+# The benchmarks (BENCHMARKS.md): `make bench`, or `make bench BENCH_ARGS="--only fleet"`,
+# `BENCH_ARGS=--quick` for a smoke run. The root-SSH baseline needs Debian's openssh-server.
+BENCH_ARGS ?=
+SSHD := /usr/sbin/sshd
+
+$(BIN)/.bench-installed: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[test,dev,bench]'
+	touch $@
+
+$(SSHD):
+	@if [ "$$(id -u)" != 0 ]; then \
+		echo "make bench measures against OpenSSH: install it first (sudo apt-get install openssh-server)"; \
+		exit 1; fi
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssh-server \
+		|| (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssh-server)
+
+bench: $(BIN)/.bench-installed $(SSHD)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis .fuzz
