@@ -79,8 +79,8 @@ class Join:
         )
 
     def _run(self) -> int:
-        key = load_or_create_identity(self.paths.identity_key)
-        tls_key_pem, csr_pem = self._tls_key_and_csr()
+        key = self._identity()
+        tls_key, tls_key_pem, csr_pem = self._tls_key_and_csr()
         self.say(
             f"proxy {self.settings.fqdn}:{self.settings.port}, identity {identity.fingerprint(key)}"
         )
@@ -89,7 +89,7 @@ class Join:
             with self._step("join"):
                 approved = self._enroll(link, key, tls_key_pem, csr_pem)
             with self._step("install"):
-                delivery = self._check(approved, tls_key_pem)
+                delivery = self._check(approved, tls_key)
                 self._install(approved, tls_key_pem, delivery)
             failure = self._restart_service()
             return self._report(link, delivery, failure)
@@ -107,7 +107,7 @@ class Join:
         self.renewing = True
         self.enrolled_as = saved["enrollment"]
         key = load_identity(self.paths.identity_key)
-        tls_key_pem, csr_pem = self._tls_key_and_csr()
+        tls_key, tls_key_pem, csr_pem = self._tls_key_and_csr()
         own_link = link is None
         link = self._connect(key) if link is None else link
         try:
@@ -118,7 +118,7 @@ class Join:
             self.machine.fire(ProxyEvent.GOT_APPROVED)
             self.say(f"renewal approved: certificate serial {reply.text('serial')}")
             with self._step("install"):
-                delivery = self._check(reply, tls_key_pem)
+                delivery = self._check(reply, tls_key)
                 self._install(reply, tls_key_pem, delivery)
             failure = self._restart_service()
             return self._report(link, delivery, failure)
@@ -198,12 +198,12 @@ class Join:
                 )
             time.sleep(pause)
 
-    def _check(self, approved: Message, tls_key_pem: bytes) -> verify.Delivery:
+    def _check(self, approved: Message, tls_key: tlskeys.TLSKey) -> verify.Delivery:
         delivery = verify.check_delivery(
             approved.text("cert"),
             approved.text("ca_cert"),
             approved.text("engine_cert"),
-            tlskeys.load_key_pem(tls_key_pem),
+            tls_key,
             self.settings.fqdn,
             datetime.now(UTC),
         )
@@ -342,15 +342,36 @@ class Join:
     def _pending_csr(self) -> Path:
         return pending_request(self.settings)[1]
 
-    def _tls_key_and_csr(self) -> tuple[bytes, bytes]:
+    def _identity(self) -> Ed25519PrivateKey:
+        created = not self.paths.identity_key.exists()
+        started = time.perf_counter()
+        key = load_or_create_identity(self.paths.identity_key)
+        if created:
+            self._say_made("identity key (Ed25519)", started)
+        return key
+
+    def _tls_key_and_csr(self) -> tuple[tlskeys.TLSKey, bytes, bytes]:
+        """The request's TLS key, its PEM and the CSR. The key object is kept to check the
+        delivery against: reading the PEM back would check an RSA key's primes again, 50 to
+        100 ms of CPU for RSA-2048."""
         if self._pending_key.exists() and self._pending_csr.exists():
-            return self._pending_key.read_bytes(), self._pending_csr.read_bytes()
+            key_pem = self._pending_key.read_bytes()
+            return tlskeys.load_key_pem(key_pem), key_pem, self._pending_csr.read_bytes()
+        started = time.perf_counter()
         key = tlskeys.generate_tls_key(self.settings.key_type)
-        key_pem = tlskeys.key_to_pem(key)
         csr_pem = tlskeys.build_csr(key, self.settings.fqdn)
+        self._say_made(
+            f"TLS key ({self.settings.key_type.upper()}) and certificate request", started
+        )
+        key_pem = tlskeys.key_to_pem(key)
         write_atomic(self._pending_key, key_pem, mode=0o600, keep_backup=False)
         write_atomic(self._pending_csr, csr_pem, mode=0o600, keep_backup=False)
-        return key_pem, csr_pem
+        return key, key_pem, csr_pem
+
+    def _say_made(self, what: str, started: float) -> None:
+        # How long key generation took, apart: an RSA key costs from tens to hundreds of ms
+        # of CPU (the search for primes is luck), which explains a slow join on its own.
+        self.say(f"{what} made in {(time.perf_counter() - started) * 1000:.1f} ms")
 
 
 # The TLS key and CSR survive an interrupted join or renewal, so a retry asks for the same

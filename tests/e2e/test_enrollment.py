@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import ssl
 import stat
@@ -37,6 +38,9 @@ def test_token_join_installs_verified_files_and_switches_engine(running: Hosts) 
         "engine switched over",
     ):
         assert step in result.stdout
+    # Key generation is timed apart (an RSA key's cost is luck), in words a script can read.
+    for made in (r"identity key \(Ed25519\)", r"TLS key \(RSA\) and certificate request"):
+        assert re.search(made + r" made in \d+\.\d ms", result.stdout), result.stdout
 
     ca = h.engine / "etc/pki/ovirt-engine/ca.pem"
     verify = openssl("verify", "-CAfile", str(ca), str(h.proxy_file(CERT)))

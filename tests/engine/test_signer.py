@@ -32,6 +32,7 @@ from test_pki import (  # shared helpers; pytest puts this directory on sys.path
     rsa_key,
 )
 
+from engine_agent import pki
 from engine_agent.pki import create_ca, load_ca_cert
 from engine_agent.signer import (
     Issued,
@@ -156,6 +157,28 @@ def test_native_signer_gives_up_on_a_lock_held_too_long(paths):
         with pytest.raises(SignerError, match=re.escape("stayed locked for 0.2 s")):
             NativeSigner(paths, lock_timeout=0.2).sign(make_csr(rsa_key()), PROXY)
         assert time.monotonic() - started < 2
+
+
+def test_native_signer_reads_an_unchanged_ca_once(paths, monkeypatch):
+    reads: list[HostPaths] = []
+    read = pki.load_ca
+    monkeypatch.setattr(pki, "load_ca", lambda p: reads.append(p) or read(p))
+    signer = NativeSigner(paths)
+    serials = {signer.sign(make_csr(rsa_key()), PROXY).serial for _ in range(3)}
+    assert len(serials) == 3 and reads == [paths]
+
+
+def test_native_signer_signs_with_a_ca_renewed_since_its_last_signing(paths, tmp_path):
+    signer = NativeSigner(paths)
+    first = parse(signer.sign(make_csr(rsa_key()), PROXY))
+    # As engine-setup renews a CA: the files written over in place, the daemon left running.
+    renewed = HostPaths.under(tmp_path / "renewed")
+    create_ca(renewed, ca_subject="/C=US/O=Renewed", engine_fqdn=ENGINE, now=NOW)
+    shutil.copyfile(renewed.ca_key, paths.ca_key)
+    shutil.copyfile(renewed.ca_cert, paths.ca_cert)
+    second = parse(signer.sign(make_csr(rsa_key()), PROXY))
+    assert first.issuer != second.issuer == load_ca_cert(paths).subject
+    openssl_verify(paths, second)
 
 
 SIGN_FIVE = """
