@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from wsproxy_agent.errors import AgentError
-from wsproxy_agent.files import write_atomic
 from wsproxy_agent.paths import (
     DEFAULT_AGENT_PORT,
     DEFAULT_PROXY_PORT,
@@ -145,6 +144,10 @@ def merge_and_write(
     _check_types(path, existing, defaults)
     merged = {**defaults, **existing, **overrides}
     _check_types(path, merged, defaults)
+    # Imported here: every status reads a config, only init and join write one, and the
+    # writer's imports (hashlib, secrets) are a fair share of a status's start-up.
+    from wsproxy_agent.files import write_atomic
+
     write_atomic(path, dumps(merged).encode("utf-8"), mode=0o644, keep_backup=False)
     return merged
 

@@ -1,0 +1,73 @@
+"""``status`` stays on its lean path: it answers from the registry, the config and one ping,
+so it loads none of the cryptography, logging, message or daemon code, nor the other commands.
+
+An administrator types it often and monitoring runs it every minute; each of those imports
+would add tens of milliseconds to every call (bench/scenarios/status.py measures the whole).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.e2e.conftest import Hosts, joined
+
+# Run status exactly as the console script does, then list what it loaded.
+LOADED_BY_STATUS = """
+import json, sys
+from wsproxy_agent.cli import main
+try:
+    main(["--root", sys.argv[1], "status"])
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps({"exit": code, "modules": sorted(sys.modules)}))
+"""
+
+NOT_FOR_STATUS = {
+    # what signing, sealing and logging need; a status query does none of them
+    "cryptography",
+    "structlog",
+    "msgpack",
+    "asyncio",
+    "protocol.envelope",
+    "wsproxy_agent.logs",
+    "wsproxy_agent.transport",
+    # the daemons and the other commands
+    "engine_agent.daemon",
+    "proxy_agent.daemon",
+    "engine_agent.cli",
+    "proxy_agent.cli",
+}
+# The engine's status writes nothing: the atomic file writer (hashlib, secrets) stays unloaded.
+NOT_FOR_ENGINE_STATUS = NOT_FOR_STATUS | {"wsproxy_agent.files"}
+
+
+def loaded_by_status(root: Path) -> tuple[int, str, set[str]]:
+    proc = subprocess.run(
+        [sys.executable, "-c", LOADED_BY_STATUS, str(root)], capture_output=True, text=True
+    )
+    *report, last = proc.stdout.splitlines()
+    loaded = json.loads(last)
+    return loaded["exit"], "\n".join(report), set(loaded["modules"])
+
+
+def unwanted(loaded: set[str], packages: set[str]) -> list[str]:
+    """Loaded modules that are, or live inside, one of ``packages``."""
+    return sorted(m for m in loaded if any(m == p or m.startswith(p + ".") for p in packages))
+
+
+def test_status_on_both_hosts_loads_only_what_it_reports_from(running: Hosts) -> None:
+    h = joined(running)
+    h.start_proxy()
+    for root, role, not_needed in (
+        (h.engine, "engine", NOT_FOR_ENGINE_STATUS),
+        (h.proxy, "proxy", NOT_FOR_STATUS),
+    ):
+        code, report, loaded = loaded_by_status(root)
+        # The real path, not an early error: a full report from a host whose daemon answers.
+        assert code == 0 and report.startswith(f"{role} agent"), report
+        assert "running (pid" in report, report
+        assert f"{role}_agent.status" in loaded
+        assert unwanted(loaded, not_needed) == [], f"status on the {role} host"
