@@ -7,6 +7,7 @@ to the loop, so a slow restart never stops the engine answering other proxies.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import queue
@@ -15,7 +16,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import zmq
 
@@ -23,7 +24,7 @@ from engine_agent import rotation
 from engine_agent.activation import ActivationFailed, EngineSwitch
 from engine_agent.admission import Admission, Blocked, peer_of
 from engine_agent.enrollment import TRUSTED_STATES, Bundle, Enrollment, Reply
-from engine_agent.registry import Proxy, Registry, now_s
+from engine_agent.registry import KeyHolder, Proxy, Registry, now_s
 from engine_agent.seen_store import SeenStore
 from engine_agent.settings import EngineSettings
 from engine_agent.signer import SignerError, make_signer
@@ -35,9 +36,22 @@ from protocol.errors import ClockSkew, InternalError, ProtocolError, RateLimited
 from protocol.receive import Receiver
 from protocol.states import EngineEvent, EngineState
 from wsproxy_agent import logs, sdnotify, transport
+from wsproxy_agent.control import ControlServer, Request
 
 POLL_MS = 200
 HOUSEKEEPING_S = 30
+# Heartbeat facts reach the registry (and 'status') at most this late.
+FLUSH_HEARD_S = 1.0
+# Messages taken from the socket per poll: their ids go to disk in one transaction. Bounded,
+# so that a flood leaves the control socket and the loop's other duties their turn.
+DRAIN_MAX = 64
+# After a wake for proxies' messages that drained its socket, the loop looks again only this
+# much later. A fleet's heartbeats arrive spread out, a few milliseconds apart; waking for
+# each costs more than the message (a poll, a transaction, caches gone cold while other
+# processes ran), and taken together they cost less. Not while messages wait (a full batch)
+# or an operator does (a control request, a live query, a rotation), nor after an idle
+# spell: then it costs no latency.
+COALESCE_S = 0.05
 REBIND_S = 5.0
 
 
@@ -52,21 +66,26 @@ class Waiting:
 
 @dataclass
 class LiveQuery:
-    """A pushed status query to every connected proxy, like ``salt '*' test.ping``."""
+    """A status query pushed to every connected proxy (like ``salt '*' test.ping``), or to one.
+
+    Each answer carries ``rtt_ms``: from just before the query was signed and pushed to its
+    verified reply, on the monotonic clock, so it is the round trip the engine lives with.
+    """
 
     deadline: float
-    asked: dict[bytes, str] = field(default_factory=dict)
+    asked: dict[bytes, tuple[str, float]] = field(default_factory=dict)  # id: fqdn, pushed at
     answers: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
-    def expect(self, fqdn: str, query_id: bytes | None) -> None:
+    def expect(self, fqdn: str, query_id: bytes | None, pushed_at: float) -> None:
         self.answers[fqdn] = None
         if query_id is not None:
-            self.asked[query_id] = fqdn
+            self.asked[query_id] = (fqdn, pushed_at)
 
-    def answer(self, msg: Message) -> None:
-        fqdn = self.asked.pop(msg.re, None) if msg.re is not None else None
-        if fqdn is not None:
-            self.answers[fqdn] = dict(msg.body)
+    def answer(self, msg: Message, now: float) -> None:
+        asked = self.asked.pop(msg.re, None) if msg.re is not None else None
+        if asked is not None:
+            fqdn, pushed_at = asked
+            self.answers[fqdn] = {**msg.body, "rtt_ms": round((now - pushed_at) * 1000, 3)}
 
     def finished(self) -> bool:
         return not self.asked or time.monotonic() >= self.deadline
@@ -95,6 +114,15 @@ class Rotation:
 
     def missed(self) -> list[str]:
         return sorted([*self.not_connected, *self.asked.values()])
+
+
+class Accepted(NamedTuple):
+    """A message the receive pipeline accepted, with where and when it came from."""
+
+    routing_id: bytes
+    msg: Message
+    peer: str
+    now: float  # monotonic, when it was taken
 
 
 @dataclass(frozen=True)
@@ -145,6 +173,7 @@ class EngineDaemon:
         self.routes: dict[str, bytes] = {}
         self.live: LiveQuery | None = None
         self.rotation: Rotation | None = None
+        self.deferred: Request | None = None  # the control request they will answer
         self.started_at = now_s()
         self._stop = threading.Event()
 
@@ -163,7 +192,7 @@ class EngineDaemon:
 
     def _key_for(self, fingerprint: str) -> Any:
         raw = self.enrollment.trusted_key(fingerprint)
-        return identity.public_from_raw(raw) if raw is not None else None
+        return _public_key(raw) if raw is not None else None
 
     # lifecycle
     def stop(self, *_: object) -> None:
@@ -175,9 +204,7 @@ class EngineDaemon:
         transport.allow_open_files()  # silent connections must not starve the listener
         ctx = zmq.Context()
         self.sock = self._bind(ctx)
-        control = ctx.socket(zmq.REP)
-        control.setsockopt(zmq.LINGER, 0)
-        transport.bind_private_ipc(control, self.paths.engine_control)
+        control = ControlServer(self.paths.engine_control)
         self.log.info(
             "engine_started",
             listen=self.settings.listen,
@@ -192,24 +219,45 @@ class EngineDaemon:
         systemd = sdnotify.Notifier.from_environ()
         systemd.ready(f"listening on {self.settings.listen}")
         next_housekeeping = 0.0
+        next_flush = 0.0
+        settle_until = 0.0
         try:
             while not self._stop.is_set():
                 systemd.keepalive()
-                for sock, _ in poller.poll(POLL_MS):
+                self._stop.wait(settle_until - time.monotonic())
+                ready = poller.poll(POLL_MS)
+                woke = time.monotonic()
+                backlog = False
+                for sock, _ in ready:
                     if sock is self.sock:
-                        self._on_frames(self.sock.recv_multipart(zmq.NOBLOCK, copy=False))
-                    elif self.live is None and self.rotation is None:
-                        # A REP socket answers one request at a time.
-                        answer = self._on_control(control.recv(zmq.NOBLOCK))
-                        if answer is not None:
-                            control.send_json(answer)
+                        batch = self._drain()
+                        backlog = len(batch) == DRAIN_MAX
+                        self._on_batch(batch)
+                    elif (request := control.take()) is not None:
+                        answer = self._on_control(request.body)
+                        if answer is None:
+                            # Answered once the live query or rotation ends; until then
+                            # other requests wait in the socket's backlog.
+                            self.deferred = request
+                            poller.unregister(control)
+                        else:
+                            request.answer(answer)
                 if self.live is not None and self.live.finished():
-                    control.send_json(self.live.result())
+                    self._answer_deferred(poller, control, self.live.result())
                     self.live = None
                 if self.rotation is not None and self.rotation.finished():
-                    control.send_json(self._finish_rotation(ctx, poller, self.rotation))
+                    result = self._finish_rotation(ctx, poller, self.rotation)
+                    self._answer_deferred(poller, control, result)
                     self.rotation = None
                 self._drain_outcomes()
+                # An operator may ask again at once (status --live rounds, say): no settling
+                # after the control socket's turn, nor while an answer is awaited.
+                operator = len(ready) != 1 or ready[0][0] is not self.sock
+                operator = operator or self.live is not None or self.rotation is not None
+                settle_until = woke + COALESCE_S if not (backlog or operator) else 0.0
+                if time.monotonic() >= next_flush:
+                    self.registry.flush_heard()
+                    next_flush = time.monotonic() + FLUSH_HEARD_S
                 if time.monotonic() >= next_housekeeping:
                     self._housekeeping()
                     next_housekeeping = time.monotonic() + self._housekeeping_interval()
@@ -220,7 +268,6 @@ class EngineDaemon:
             self.sock.close()
             control.close()
             ctx.term()
-            self.paths.engine_control.unlink(missing_ok=True)
             self.registry.close()
             self.seen_store.close()
 
@@ -237,9 +284,30 @@ class EngineDaemon:
                 time.sleep(0.05)
 
     # messages from proxies
-    def _on_frames(self, frames: list[zmq.Frame]) -> None:
-        if len(frames) < 2:
+    def _drain(self) -> list[list[zmq.Frame]]:
+        """The messages waiting on the socket, up to DRAIN_MAX."""
+        batch: list[list[zmq.Frame]] = []
+        while len(batch) < DRAIN_MAX:
+            try:
+                batch.append(self.sock.recv_multipart(zmq.NOBLOCK, copy=False))
+            except zmq.Again:
+                break
+        return batch
+
+    def _on_batch(self, batch: list[list[zmq.Frame]]) -> None:
+        """Check each message, put the ids of those accepted on disk in one transaction, and
+        only then act on them: an id is on disk before its message takes effect."""
+        accepted = [a for a in map(self._accept, batch) if a is not None]
+        if not accepted:
             return
+        self.seen_store.add_all([(a.msg.id, a.msg.ts) for a in accepted])
+        for a in accepted:
+            self._act(a)
+
+    def _accept(self, frames: list[zmq.Frame]) -> Accepted | None:
+        """The message if the receive pipeline accepts it; a refusal is handled here."""
+        if len(frames) < 2:
+            return None
         peer = _peer(frames[1])
         routing_id, body = frames[0].bytes, [f.bytes for f in frames[1:]]
         now = time.monotonic()
@@ -248,16 +316,19 @@ class EngineDaemon:
                 body, _now_ms(), admit=lambda t: self.admission.check(peer, t, now)
             )
         except RateLimited:
-            return  # a spent address: refused before any work, logged once when it was spent
+            return None  # a spent address: refused before any work, logged once when spent
         except ProtocolError as exc:
             self._refused(routing_id, peer, exc, now)
-            return
+            return None
         except Exception:
             # A bug in the pipeline must cost one message, not the daemon.
             self.log.exception("receive_failed", peer=peer)
             self._count_failure(peer, now)
-            return
-        self.seen_store.add(msg.id, msg.ts)
+            return None
+        return Accepted(routing_id, msg, peer, now)
+
+    def _act(self, accepted: Accepted) -> None:
+        routing_id, msg, peer, now = accepted
         self.routes[msg.sender] = routing_id
         try:
             reply = self._dispatch(routing_id, msg, peer)
@@ -322,7 +393,7 @@ class EngineDaemon:
             return None
         return sealed.id
 
-    def _push_to(self, proxy: Proxy, reply: Reply) -> bytes | None:
+    def _push_to(self, proxy: Proxy | KeyHolder, reply: Reply) -> bytes | None:
         """Send to a proxy where it last spoke from: the id, or None when it is not there."""
         route = self.routes.get(proxy.fingerprint)
         return None if route is None else self._send(route, proxy.fingerprint, None, reply)
@@ -335,15 +406,13 @@ class EngineDaemon:
         if msg.type == cat.INSTALL_REPORT:
             return self._on_install_report(routing_id, msg)
         if msg.type == cat.STATUS_REPLY and self.live is not None:
-            self.live.answer(msg)
+            self.live.answer(msg, time.monotonic())
         if msg.type == cat.ROTATION_ACK:
             if self.rotation is not None:
                 self.rotation.answer(msg)
             return None
         if msg.type in (cat.HEARTBEAT, cat.STATUS_REPLY):
-            proxy = self.registry.proxy_by_fingerprint(msg.sender)
-            if proxy is not None:
-                self.registry.update(proxy.fqdn, last_seen=now_s(), health=json.dumps(msg.body))
+            self.registry.heard(msg.sender, json.dumps(msg.body))
             return None
         if msg.type == cat.ERROR:
             self.log.warning("proxy_reported_error", who=msg.sender, **msg.body)
@@ -469,12 +538,16 @@ class EngineDaemon:
             logs.decision(self.log, "expire", who=fqdn, why="pending request not decided in time")
         self.seen_store.forget_before(_now_ms() - self.receiver.window_ms)
 
-    def _on_control(self, raw: bytes) -> dict[str, Any] | None:
-        try:
-            request = json.loads(raw)
-        except ValueError:
-            return {"ok": False, "error": "not JSON"}
-        op = request.get("op") if isinstance(request, dict) else None
+    def _answer_deferred(
+        self, poller: zmq.Poller, control: ControlServer, answer: dict[str, Any]
+    ) -> None:
+        if self.deferred is not None:
+            self.deferred.answer(answer)
+            self.deferred = None
+        poller.register(control, zmq.POLLIN)
+
+    def _on_control(self, request: dict[str, Any]) -> dict[str, Any] | None:
+        op = request.get("op")
         if op == "ping":
             return {
                 "ok": True,
@@ -492,13 +565,7 @@ class EngineDaemon:
             self._start_activation(proxy)
             return {"ok": True}
         if op == "live":
-            timeout = min(max(float(request.get("timeout", 3)), 0.1), 30.0)
-            self.live = LiveQuery(time.monotonic() + timeout)
-            for proxy in self.registry.proxies():
-                if proxy.state in TRUSTED_STATES:
-                    # Not there (None) counts as no answer.
-                    self.live.expect(proxy.fqdn, self._push_to(proxy, Reply(cat.STATUS_QUERY, {})))
-            return None  # answered from the loop when every proxy answered or time is up
+            return self._start_live(request)
         if op == "renew":
             return {
                 "ok": True,
@@ -513,6 +580,24 @@ class EngineDaemon:
         if op == "revoked":
             return {"ok": True, "notified": self._push_revoke(str(request.get("fqdn", "")))}
         return {"ok": False, "error": f"unknown operation {op!r}"}
+
+    def _start_live(self, request: dict[str, Any]) -> dict[str, Any] | None:
+        timeout = min(max(float(request.get("timeout", 3)), 0.1), 30.0)
+        if "fqdn" in request:
+            one = self.registry.proxy(str(request["fqdn"]))
+            if one is None or one.state not in TRUSTED_STATES:
+                return {"ok": False, "error": f"{request['fqdn']} is not an enrolled proxy"}
+            asking: list[Proxy | KeyHolder] = [one]
+        else:
+            asking = [p for p in self.registry.key_holders() if p.state in TRUSTED_STATES]
+        self.live = LiveQuery(time.monotonic() + timeout)
+        for proxy in asking:
+            pushed_at = time.monotonic()
+            # Not there (None) counts as no answer.
+            self.live.expect(
+                proxy.fqdn, self._push_to(proxy, Reply(cat.STATUS_QUERY, {})), pushed_at
+            )
+        return None  # answered from the loop when every proxy answered or time is up
 
     # rotation of the engine's own keys
     def _start_rotation(self, request: dict[str, Any]) -> dict[str, Any] | None:
@@ -632,7 +717,15 @@ def _peer(frame: zmq.Frame) -> str:
         address = frame.get("Peer-Address")
     except zmq.ZMQError:
         address = None
-    return peer_of(address if isinstance(address, str) else None)
+    return _peer_of(address if isinstance(address, str) else None)
+
+
+# Parsing an address costs more than a message's other bookkeeping, and a fleet sends from
+# the same few thousand addresses again and again. Pure functions of their argument, cached
+# in bounded memory; the key cache holds only keys the registry trusted when first asked, and
+# trust itself is asked of the registry for every message.
+_peer_of = functools.lru_cache(maxsize=4096)(peer_of)
+_public_key = functools.lru_cache(maxsize=4096)(identity.public_from_raw)
 
 
 def _now_ms() -> int:

@@ -415,10 +415,10 @@ class Enrollment:
         return proxy
 
     def trusted_key(self, fingerprint: str) -> bytes | None:
-        proxy = self.registry.proxy_by_fingerprint(fingerprint)
-        if proxy is None or proxy.state not in TRUSTED_STATES:
+        holder = self.registry.key_holder(fingerprint)
+        if holder is None or holder.state not in TRUSTED_STATES:
             return None
-        return proxy.identity_key
+        return holder.identity_key
 
 
 def _sha256(text: str) -> str:

@@ -49,6 +49,8 @@ CREATE TABLE IF NOT EXISTS proxies (
     last_error_at   INTEGER,
     address         TEXT
 );
+-- Every message from an enrolled proxy is looked up by its sender's fingerprint.
+CREATE INDEX IF NOT EXISTS proxies_by_fingerprint ON proxies (fingerprint);
 CREATE TABLE IF NOT EXISTS tokens (
     id              TEXT PRIMARY KEY,
     proof_key       BLOB NOT NULL,
@@ -122,6 +124,16 @@ class Proxy:
 
 
 @dataclass(frozen=True)
+class KeyHolder:
+    """Who holds an identity key, and in what state: all a message's sender is asked for."""
+
+    fqdn: str
+    fingerprint: str
+    state: EngineState
+    identity_key: bytes
+
+
+@dataclass(frozen=True)
 class TokenRow:
     id: str
     proof_key: bytes
@@ -162,6 +174,8 @@ class Registry:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
         self._add_missing_columns()
+        # Heartbeat facts (fingerprint: last_seen, health) not yet written: see ``heard``.
+        self._heard: dict[str, tuple[int, str]] = {}
 
     def _add_missing_columns(self) -> None:
         if not _missing_columns(self._db):
@@ -175,6 +189,7 @@ class Registry:
                 _fill_not_before(db)
 
     def close(self) -> None:
+        self.flush_heard()
         self._db.close()
 
     @contextmanager
@@ -198,6 +213,19 @@ class Registry:
             "SELECT * FROM proxies WHERE fingerprint = ?", (fingerprint,)
         ).fetchone()
         return Proxy.from_row(row) if row else None
+
+    def key_holder(self, fingerprint: str) -> KeyHolder | None:
+        """``proxy_by_fingerprint`` narrowed to the key, for every message received: the
+        whole row (certificate and CSR PEMs) costs more to build than the signature to check."""
+        row = self._db.execute(
+            f"SELECT {_HOLDER_COLUMNS} FROM proxies WHERE fingerprint = ?", (fingerprint,)
+        ).fetchone()
+        return _holder(row) if row else None
+
+    def key_holders(self) -> list[KeyHolder]:
+        """Every proxy, narrowed as ``key_holder``: what a status round to all of them needs."""
+        rows = self._db.execute(f"SELECT {_HOLDER_COLUMNS} FROM proxies ORDER BY fqdn")
+        return [_holder(r) for r in rows.fetchall()]
 
     def proxies(self) -> list[Proxy]:
         rows = self._db.execute("SELECT * FROM proxies ORDER BY fqdn").fetchall()
@@ -256,6 +284,36 @@ class Registry:
         self._db.execute(
             f"UPDATE proxies SET {assignments} WHERE fqdn = ?", (*fields.values(), fqdn)
         )
+
+    def heard(self, fingerprint: str, health: str) -> None:
+        """A heartbeat's facts, for the proxy holding that key, kept in memory until
+        ``flush_heard``.
+
+        Written one by one, each would be a transaction with its fsync (synchronous=FULL),
+        and a fleet's heartbeats would keep the disk busy. These facts are not decisions:
+        losing the last second of them in a crash loses nothing the next heartbeat does not
+        bring back. Kept by key, they land on whichever row holds the key when written, and
+        on none if a new enrollment replaced it meanwhile.
+        """
+        self._heard[fingerprint] = (now_s(), health)
+
+    def flush_heard(self) -> None:
+        """Write the heartbeat facts held since the last flush, in one transaction."""
+        if not self._heard:
+            return
+        rows = [(seen, health, fp) for fp, (seen, health) in self._heard.items()]
+        # Facts, not decisions: not worth an fsync, which would stall the daemon's loop on a
+        # busy disk. In WAL mode they still reach the file in order, and the next decision's
+        # commit syncs them along with it.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            with self.transaction() as db:
+                db.executemany(
+                    "UPDATE proxies SET last_seen = ?, health = ? WHERE fingerprint = ?", rows
+                )
+        finally:
+            self._db.execute("PRAGMA synchronous=FULL")
+        self._heard.clear()
 
     def note_error(self, fqdn: str, sentence: str | None) -> None:
         """Remember what last went wrong with a proxy (None: it has since gone right)."""
@@ -363,6 +421,13 @@ class Registry:
 
 def now_s() -> int:
     return int(time.time())
+
+
+_HOLDER_COLUMNS = "fqdn, fingerprint, state, identity_key"
+
+
+def _holder(row: sqlite3.Row) -> KeyHolder:
+    return KeyHolder(row[0], row[1], EngineState(row[2]), row[3])
 
 
 def _missing_columns(db: sqlite3.Connection) -> list[tuple[str, str]]:

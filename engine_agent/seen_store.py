@@ -3,7 +3,8 @@
 The receive pipeline's seen-id cache lives in memory; on its own it forgets everything when
 the engine restarts, and a message captured in the minutes before the restart would then be
 accepted a second time. The engine writes each accepted id here before acting on the message
-and reloads the window's ids at start.
+and reloads the window's ids at start. The ids of the messages taken from the socket together
+are written in one transaction, before any of them is acted on.
 
 A file of its own with ``synchronous=NORMAL``: in WAL mode that survives the process being
 killed (the case that matters: a crash, then a restart) without an fsync per message. Only
@@ -31,8 +32,15 @@ class SeenStore:
     def close(self) -> None:
         self._db.close()
 
-    def add(self, msg_id: bytes, ts_ms: int) -> None:
-        self._db.execute("INSERT OR IGNORE INTO seen (id, ts) VALUES (?, ?)", (msg_id, ts_ms))
+    def add_all(self, accepted: list[tuple[bytes, int]]) -> None:
+        """Record (id, timestamp) pairs, all or none: one commit for the lot."""
+        self._db.execute("BEGIN")
+        try:
+            self._db.executemany("INSERT OR IGNORE INTO seen (id, ts) VALUES (?, ?)", accepted)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def since(self, ts_ms: int) -> Iterator[tuple[bytes, int]]:
         for msg_id, ts in self._db.execute("SELECT id, ts FROM seen WHERE ts >= ?", (ts_ms,)):

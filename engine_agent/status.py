@@ -21,7 +21,9 @@ EXPIRY_WARNING_DAYS = 30
 START = "systemctl start wsproxy-agent-engine"
 
 
-def report(paths: HostPaths, live: bool = False, live_timeout: float = 3.0) -> dict[str, Any]:
+def report(
+    paths: HostPaths, live: bool = False, live_timeout: float = 3.0, live_fqdn: str | None = None
+) -> dict[str, Any]:
     problems: list[dict[str, str]] = []
     settings = config.load(paths.engine_toml, config.ENGINE_DEFAULTS)
     ping = control.ask(paths.engine_control, {"op": "ping"})
@@ -99,15 +101,18 @@ def report(paths: HostPaths, live: bool = False, live_timeout: float = 3.0) -> d
     }
     live_answers = None
     if live:
+        request: dict[str, Any] = {"op": "live", "timeout": live_timeout}
+        if live_fqdn is not None:
+            request["fqdn"] = live_fqdn
         answer = control.ask(
-            paths.engine_control,
-            {"op": "live", "timeout": live_timeout},
-            timeout_ms=int(live_timeout * 1000) + 2000,
+            paths.engine_control, request, timeout_ms=int(live_timeout * 1000) + 2000
         )
         if answer is None:
             problems.append(
                 problem("--live needs the engine daemon, which does not answer.", START)
             )
+        elif not answer.get("ok"):
+            problems.append(problem(f"--live: {answer.get('error')}.", "wsproxy-agent keys list"))
         else:
             live_answers = answer.get("answers", {})
             sections["live"] = [_live_line(fqdn, a) for fqdn, a in sorted(live_answers.items())]
@@ -207,6 +212,6 @@ def _live_line(fqdn: str, answer: dict[str, Any] | None) -> str:
         return f"{fqdn}  NO ANSWER"
     service = "service active" if answer.get("service_active") else "SERVICE DOWN"
     return (
-        f"{fqdn}  answered: {service}, certificate {answer.get('cert_days_left')} days left, "
-        f"agent {answer.get('agent_version')}"
+        f"{fqdn}  answered in {answer.get('rtt_ms', 0):.0f} ms: {service}, certificate "
+        f"{answer.get('cert_days_left')} days left, agent {answer.get('agent_version')}"
     )

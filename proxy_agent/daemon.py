@@ -7,14 +7,11 @@ more timed jobs beside the heartbeat.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
 import time
 from typing import Any
-
-import zmq
 
 from protocol import catalogue as cat
 from protocol import identity
@@ -26,7 +23,8 @@ from proxy_agent.exclusive import Busy
 from proxy_agent.join import Join, JoinOptions, unfinished_since
 from proxy_agent.link import EngineLink
 from proxy_agent.settings import ProxySettings
-from wsproxy_agent import config, logs, sdnotify, transport
+from wsproxy_agent import config, logs, sdnotify
+from wsproxy_agent.control import ControlServer
 from wsproxy_agent.errors import AgentError
 from wsproxy_agent.files import InstallError
 from wsproxy_agent.keyfiles import load_identity
@@ -35,6 +33,9 @@ POLL_S = 0.5
 RELINK_LINGER_MS = 2000
 BUSY_RETRY_S = 5.0
 RENEW_TIMEOUT_S = 300.0
+# Renewals fall due days apart: a look a second is plenty, where the loop, turning once per
+# message under a burst of status queries, would otherwise read proxy-state.json each turn.
+RENEWAL_LOOK_S = 1.0
 
 
 class ProxyDaemon:
@@ -47,11 +48,14 @@ class ProxyDaemon:
         self.jitter = schedule.draw_jitter()
         self.renew_failures = 0
         self.next_renewal_try = 0.0
+        self.next_renewal_look = 0.0  # monotonic
         self.failed_at = 0.0
         self.plan: dict[str, int | None] = {}
         self.force_renewal = False
         self.link_up = False
         self.clock = ClockWatch(self.paths, settings.engine, self.log)
+        self.health = health.Health()
+        self.last_contact = 0  # the second last saved as last_contact
 
     def stop(self, *_: object) -> None:
         self._stop.set()
@@ -61,10 +65,7 @@ class ProxyDaemon:
         signal.signal(signal.SIGINT, self.stop)
         s = self.settings
         link = self._open_link()
-        ctx: zmq.Context[Any] = zmq.Context.instance()
-        control = ctx.socket(zmq.REP)
-        control.setsockopt(zmq.LINGER, 0)
-        transport.bind_private_ipc(control, self.paths.proxy_control)
+        control = ControlServer(self.paths.proxy_control)
         self.log.info(
             "proxy_started",
             engine=s.engine,
@@ -83,13 +84,13 @@ class ProxyDaemon:
                         s.heartbeat_interval
                     )
                 beat_due = link.connected and time.monotonic() >= next_beat
-                if beat_due and link.send(cat.HEARTBEAT, health.snapshot(s)) is not None:
+                if beat_due and link.send(cat.HEARTBEAT, self.health.snapshot(s)) is not None:
                     next_beat = time.monotonic() + s.heartbeat_interval
                     self.clock.beat_sent()
                 self._renew_when_due(link)
                 for pushed in link.take_pushed():  # came while the renewal waited
                     self._on_message(link, pushed)
-                msg = link.receive(POLL_S)
+                msg = link.receive(POLL_S, wake=control)  # a status waits for no poll
                 for refused in link.refusals:
                     logs.decision(
                         self.log, "refuse", who=refused.sender or "unknown", why=refused.sentence
@@ -104,14 +105,13 @@ class ProxyDaemon:
                     link.close(linger_ms=RELINK_LINGER_MS)  # let the acknowledgement go out
                     link = self._open_link()
                     next_beat = 0.0  # tell the engine's new socket where we are at once
-                while control.poll(0):
-                    control.send_json(self._on_control(control.recv()))
+                while (request := control.take()) is not None:
+                    request.answer(self._on_control(request.body))
         finally:
             self.log.info("proxy_stopping")
             systemd.stopping()
             control.close()
             link.close()
-            self.paths.proxy_control.unlink(missing_ok=True)
 
     def _open_link(self) -> EngineLink:
         s = self.settings
@@ -157,6 +157,9 @@ class ProxyDaemon:
         return True
 
     def _renew_when_due(self, link: EngineLink) -> None:
+        if not self.force_renewal and time.monotonic() < self.next_renewal_look:
+            return
+        self.next_renewal_look = time.monotonic() + RENEWAL_LOOK_S
         saved = state.load(self.paths.proxy_state)
         if saved.get("enrollment") not in ("active", "enrolled"):
             return
@@ -219,9 +222,16 @@ class ProxyDaemon:
         self.log.info("renewal_step", step=line)
 
     def _on_message(self, link: EngineLink, msg: Any) -> None:
-        self._remember(last_contact=int(time.time()))
+        now = int(time.time())
+        if now != self.last_contact:  # one state write a second, however many messages come
+            self._remember(last_contact=now)
+            self.last_contact = now
         if msg.type == cat.STATUS_QUERY:
-            body = {"enrolled": True, "fqdn": self.settings.fqdn, **health.snapshot(self.settings)}
+            body = {
+                "enrolled": True,
+                "fqdn": self.settings.fqdn,
+                **self.health.snapshot(self.settings),
+            }
             link.send(cat.STATUS_REPLY, body, re=msg.id)
         elif msg.type == cat.RENEW_NOW:
             self.log.info("renewal_requested", who=msg.sender, why=msg.text("reason"))
@@ -270,12 +280,8 @@ class ProxyDaemon:
         self.settings = ProxySettings.load(self.paths.root)
         self.relink = True
 
-    def _on_control(self, raw: bytes) -> dict[str, Any]:
-        try:
-            request = json.loads(raw)
-        except ValueError:
-            return {"ok": False, "error": "not JSON"}
-        if isinstance(request, dict) and request.get("op") == "ping":
+    def _on_control(self, request: dict[str, Any]) -> dict[str, Any]:
+        if request.get("op") == "ping":
             return {
                 "ok": True,
                 "pid": os.getpid(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from protocol.codec import Value
@@ -12,6 +13,10 @@ from wsproxy_agent import __version__, commands
 from wsproxy_agent.files import sha256_file
 
 NO_FILE_SHA256 = "0" * 64
+# A look at the health this recent is answered again rather than taken anew: each look forks
+# the service check and hashes setup.conf, and status queries may come many at a time (an
+# operator's script, 'status --live' run in a loop) while a beat is due.
+MAX_AGE_S = 1.0
 
 
 def service_active(settings: ProxySettings) -> bool:
@@ -35,3 +40,24 @@ def snapshot(settings: ProxySettings) -> dict[str, Value]:
     if isinstance(saved.get("serial"), str):
         health["serial"] = saved["serial"]
     return health
+
+
+class Health:
+    """The proxy's health as last looked at, looked at again once it is ``max_age_s`` old."""
+
+    def __init__(
+        self, max_age_s: float = MAX_AGE_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.max_age_s = max_age_s
+        self.clock = clock
+        self._taken: dict[str, Value] = {}
+        self._taken_at: float | None = None
+        self._taken_for: ProxySettings | None = None
+
+    def snapshot(self, settings: ProxySettings) -> dict[str, Value]:
+        now = self.clock()
+        stale = self._taken_at is None or now - self._taken_at >= self.max_age_s
+        if stale or settings is not self._taken_for:
+            self._taken = snapshot(settings)
+            self._taken_at, self._taken_for = now, settings
+        return dict(self._taken)

@@ -114,18 +114,3 @@ def test_status_does_not_import_cryptography_or_structlog(tmp_path) -> None:  # 
         [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True
     )
     assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout + proc.stderr
-
-
-def test_a_root_too_deep_for_a_unix_socket_is_a_sentence(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import zmq
-
-    from wsproxy_agent import transport
-
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.REP)
-    try:
-        with pytest.raises(transport.AgentError, match="shorter --root"):
-            transport.bind_private_ipc(sock, tmp_path / ("d" * 120) / "engine.sock")
-    finally:
-        sock.close()
-        ctx.term()

@@ -86,9 +86,18 @@ def main(ctx: click.Context, root: str, log_format: str | None) -> None:
     type=click.FloatRange(0.1, 30),
     help="Seconds --live waits for answers.",
 )
+@click.option(
+    "--proxy",
+    "live_fqdn",
+    metavar="FQDN",
+    default=None,
+    help="Engine: ask only this proxy now (implies --live).",
+)
 @click.pass_context
 @friendly_errors
-def status(ctx: click.Context, as_json: bool, live: bool, timeout: float) -> None:
+def status(
+    ctx: click.Context, as_json: bool, live: bool, timeout: float, live_fqdn: str | None
+) -> None:
     """Show this host's agent: enrolled proxies on the engine, or the proxy's certificate.
 
     Exit code 0 when all is healthy, 1 when something needs attention (said why).
@@ -101,7 +110,10 @@ def status(ctx: click.Context, as_json: bool, live: bool, timeout: float) -> Non
     paths = HostPaths.under(root_of(ctx))
     reports: list[dict[str, Any]] = []
     if paths.engine_toml.exists():
-        reports.append(importlib.import_module("engine_agent.status").report(paths, live, timeout))
+        live = live or live_fqdn is not None
+        reports.append(
+            importlib.import_module("engine_agent.status").report(paths, live, timeout, live_fqdn)
+        )
     if paths.proxy_toml.exists():
         reports.append(importlib.import_module("proxy_agent.status").report(paths))
     if not reports:

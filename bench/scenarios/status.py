@@ -4,8 +4,8 @@ One engine and one joined proxy, both daemons running, so each status has a regi
 certificate and a live daemon to report. Interleaved in every round: ``python -c pass`` from
 the same venv (the baseline), the installed console script's ``status`` on each host, the
 same through ``python -m wsproxy_agent``, and the floor: a script that imports only the
-control-socket client (``wsproxy_agent.control``, hence pyzmq) and asks the daemon one ping,
-alone and with click imported too. Wall time is the target; the children's CPU time is
+control-socket client (``wsproxy_agent.control``, standard library only) and asks the daemon
+one ping, alone and with click imported too. Wall time is the target; the children's CPU time is
 reported beside it because it moves less when the shared machine is busy.
 
 All commands run with a warm bytecode cache, as an installed package has one, in a private
@@ -154,7 +154,6 @@ def import_costs(h: Hosts, env: dict[str, str], runs: int) -> dict[str, float]:
         parts = {
             "beyond_bare": sum(status[m][0] for m in beyond),
             "click": status["click"][1],
-            "zmq": status["zmq"][1],
             "sqlite3": status["sqlite3"][1],
             "tomllib": status["tomllib"][1],
             "agent": sum(
@@ -235,9 +234,7 @@ def facts(
         floor_verdict += (
             ". Reading the config and the registry and building the report take more than that "
             "room (their imports alone are counted above), so 3x here would take a status "
-            "without click or without pyzmq: a second command-line parser or a second ZeroMQ "
-            "client, each to keep in step with the real one, for tens of milliseconds on a "
-            "command a person types"
+            "without click: a second command-line parser to keep in step with the real one"
         )
     proxy_wait = median(floor_proxy) - median(floor)
     if proxy_wait > 0.25 * median(floor):
@@ -282,11 +279,14 @@ other subcommand (the command line loads each subcommand only when it is invoked
 tests/e2e/test_status_lean.py keeps it that way), and reading the config does not import the
 atomic file writer (hashlib, secrets) that only init and join use. What is left is the floor. `-X importtime` of the
 engine's status (the least of several runs; it adds its own overhead) counts {import_beyond_bare_ms}
-of imports beyond the bare interpreter's: click {import_click_ms}, pyzmq {import_zmq_ms},
+of imports beyond the bare interpreter's: click {import_click_ms},
 tomllib {import_tomllib_ms} and sqlite3 {import_sqlite3_ms} to read the config and the registry,
 and the agent's own modules {import_agent_ms} (the largest part is engine_agent.registry, whose
-row dataclasses are built at import). A script that imports nothing but the control-socket client
-(pyzmq) and asks the daemon one ping takes {floor_x} the bare start; with click imported as
+row dataclasses are built at import). pyzmq is not among them: the control socket is a plain
+Unix socket speaking one JSON object each way (wsproxy_agent/control.py), because pyzmq's import
+alone was a third of a status (about 19 ms of 60 beyond the bare start) and the daemons poll a
+plain socket as easily as a ZeroMQ one. A script that imports nothing but the control-socket
+client and asks the daemon one ping takes {floor_x} the bare start; with click imported as
 well, {floor_click_x}: the floor of any click command that talks to the daemon, {floor_verdict}.
 
 {proxy_verdict}

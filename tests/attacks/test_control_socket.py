@@ -2,7 +2,7 @@
 and from no network.
 
 Both daemons are started under umask 000 here, so that the modes the other user runs into
-are the ones ``transport.bind_private_ipc`` sets (0700 directory, 0600 socket), not ones a
+are the ones ``control.ControlServer`` sets (0700 directory, 0600 socket), not ones a
 careful umask happened to give; and every directory above the socket's own is opened to
 0755, so that nothing else stands in the way.
 """
@@ -30,9 +30,9 @@ from tests.support.privileged import skip_or_fail
 from wsproxy_agent.paths import HostPaths
 
 # Runs as the user under test: a bare connect(2) to the socket file, then the control
-# protocol itself (a ZeroMQ REQ asking for a ping), each with its own outcome.
+# protocol itself (a JSON ping), each with its own outcome.
 CLIENT = """
-import json, socket, sys, zmq
+import json, socket, sys
 path = sys.argv[1]
 try:
     with socket.socket(socket.AF_UNIX) as s:
@@ -40,19 +40,19 @@ try:
     connect = "ok"
 except OSError as exc:
     connect = exc.__class__.__name__
-ctx = zmq.Context()
-sock = ctx.socket(zmq.REQ)
-sock.setsockopt(zmq.LINGER, 0)
-sock.setsockopt(zmq.RCVTIMEO, 3000)
-sock.setsockopt(zmq.SNDTIMEO, 3000)
-sock.connect("ipc://" + path)
+answer = None
 try:
-    sock.send(json.dumps({"op": "ping"}).encode())
-    answer = json.loads(sock.recv())
-except zmq.Again:
-    answer = None
-sock.close()
-ctx.term()
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(3)
+        s.connect(path)
+        s.sendall(json.dumps({"op": "ping"}).encode())
+        s.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    answer = json.loads(data)
+except OSError:
+    pass
 print(json.dumps({"connect": connect, "answer": answer}))
 """
 AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 
+from engine_agent.registry import Registry
+from protocol import identity
+from protocol.states import EngineEvent
 from tests.e2e.conftest import PROXY_FQDN, Hosts, joined, wait_for
+from wsproxy_agent.paths import HostPaths
+
+SILENT_FQDN = "silent.e2e.test"
 
 
 def test_status_live_shows_who_answers(running: Hosts) -> None:
@@ -28,6 +35,57 @@ def test_status_live_shows_who_answers(running: Hosts) -> None:
         )
     finally:
         proxy.send_signal(signal.SIGCONT)
+
+
+def enroll_silent_proxy(h: Hosts) -> None:
+    """A second enrolled proxy that never connects: asking everyone waits for it in vain."""
+    key = identity.generate()
+    registry = Registry(HostPaths.under(h.engine).registry)
+    try:
+        with registry.transaction() as db:
+            registry.transition_within(
+                db,
+                SILENT_FQDN,
+                EngineEvent.REQUEST_WITH_TOKEN,
+                actor="test",
+                why="a proxy that is off",
+                fingerprint=identity.fingerprint(key),
+                identity_key=identity.public_raw(key),
+                port=6100,
+                activate=0,
+            )
+            for event in (EngineEvent.REPORT_OK, EngineEvent.SKIP_ACTIVATION):
+                registry.transition_within(db, SILENT_FQDN, event, actor="test", why="off")
+    finally:
+        registry.close()
+
+
+def test_status_live_asks_one_proxy_and_times_its_answer(running: Hosts) -> None:
+    h = joined(running)
+    h.start_proxy()
+    wait_for(lambda: h.registry()[0]["health"] is not None, "a heartbeat with health")
+    enroll_silent_proxy(h)
+    everyone = json.loads(h.cli(h.engine, "status", "--live", "--timeout", "1", "--json").stdout)
+    assert everyone["live"][SILENT_FQDN] is None and everyone["live"][PROXY_FQDN] is not None
+
+    one = h.cli(h.engine, "status", "--proxy", PROXY_FQDN, "--json")
+    assert one.returncode == 0, one.stdout + one.stderr
+    [(fqdn, answer)] = json.loads(one.stdout)["live"].items()
+    assert fqdn == PROXY_FQDN and answer["fqdn"] == PROXY_FQDN
+    # From the engine's push to the verified reply: real, and well under the 3 s wait.
+    assert 0 < answer["rtt_ms"] < 3000
+    text = h.cli(h.engine, "status", "--proxy", PROXY_FQDN).stdout
+    assert re.search(rf"{re.escape(PROXY_FQDN)}  answered in \d+ ms: service active", text), text
+
+    unknown = h.cli(h.engine, "status", "--proxy", "nobody.e2e.test", "--json")
+    report = json.loads(unknown.stdout)
+    assert unknown.returncode == 1 and report["live"] is None
+    [fix] = [
+        p["fix"]
+        for p in report["problems"]
+        if "nobody.e2e.test is not an enrolled proxy" in p["problem"]
+    ]
+    assert fix == "wsproxy-agent keys list"
 
 
 def test_a_proxy_that_stops_heartbeating_is_marked_stale(running: Hosts) -> None:

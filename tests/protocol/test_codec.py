@@ -86,7 +86,14 @@ def test_oversize_is_refused_without_decoding(monkeypatch, world):
             calls.append(len(data))
             super().feed(data)
 
+    unpackb = msgpack.unpackb
+
+    def spy_unpackb(data, **limits):
+        calls.append(len(data))
+        return unpackb(data, **limits)
+
     monkeypatch.setattr(codec.msgpack, "Unpacker", Spy)
+    monkeypatch.setattr(codec.msgpack, "unpackb", spy_unpackb)
     oversize = b"\x90" + bytes(LIMITS.max_message)
     assert len(oversize) == LIMITS.max_message + 1
     with pytest.raises(BadRequest, match="limit"):
@@ -223,3 +230,96 @@ def test_floats_are_refused(value):
 def test_malformed_msgpack_is_refused(data):
     with pytest.raises(BadRequest, match="not msgpack"):
         codec.decode(data)
+
+
+# Anything msgpack can carry, protocol value or not: floats, extension types, non-string keys,
+# nesting past max_depth, containers past their limits.
+anything = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**63), 2**64 - 1),
+        st.floats(allow_nan=False),
+        st.text(max_size=40),
+        st.binary(max_size=40),
+        st.builds(msgpack.ExtType, st.integers(0, 127), st.binary(max_size=3)),
+    ),
+    lambda children: st.one_of(
+        st.lists(children, max_size=8),
+        st.dictionaries(
+            st.one_of(st.text(max_size=8), st.binary(max_size=3)), children, max_size=8
+        ),
+    ),
+    max_leaves=40,
+)
+
+
+def decoded_or_refused(decode, data):
+    try:
+        value = decode(data, LIMITS)
+    except BadRequest as exc:
+        return "refused", exc.sentence
+    return "decoded", value, repr(value)
+
+
+def assert_same_as_the_reader(data: bytes) -> None:
+    """Short data goes through msgpack's C decoder first: it must decode exactly what the
+    value-by-value reader decodes, and leave every refusal (and its reason) to the reader."""
+    assert len(data) <= LIMITS.max_values
+    assert decoded_or_refused(codec.decode, data) == decoded_or_refused(
+        codec._decode_by_value, data
+    )
+
+
+@settings(max_examples=600, deadline=None)
+@given(anything)
+def test_short_messages_decode_as_the_reader_decodes_them(value):
+    data = msgpack.packb(value, use_bin_type=True, strict_types=False)
+    if len(data) <= LIMITS.max_values:
+        assert_same_as_the_reader(data)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.binary(max_size=LIMITS.max_values))
+def test_short_garbage_is_refused_as_the_reader_refuses_it(data):
+    assert_same_as_the_reader(data)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        nest(LIMITS.max_depth),
+        nest(LIMITS.max_depth + 1),
+        {"a": nest(LIMITS.max_depth - 1, {"k": 1})},
+        [None] * LIMITS.max_array,
+        [None] * (LIMITS.max_array + 1),
+        {f"k{i}": None for i in range(LIMITS.max_map + 1)},
+        {"k": b"\x01" * 300, b"k": 1},
+        ["ok", 1.5],
+        msgpack.Timestamp(1, 0),
+    ],
+    ids=lambda v: repr(v)[:40],
+)
+def test_the_edges_decode_as_the_reader_decodes_them(value):
+    data = msgpack.packb(value, use_bin_type=True, strict_types=False, datetime=False)
+    assert_same_as_the_reader(data)
+    assert_same_as_the_reader(data + b"\xc0")  # a value too many
+    assert_same_as_the_reader(data[:-1])  # cut short
+
+
+def test_short_messages_take_the_fast_way(monkeypatch):
+    """The fast way is taken (the speed is the point): a heartbeat-sized envelope never
+    reaches the value-by-value reader, and one byte over max_values always does."""
+    readers: list[int] = []
+
+    class Spy(codec._Reader):
+        def __init__(self, data, limits):
+            readers.append(len(data))
+            super().__init__(data, limits)
+
+    monkeypatch.setattr(codec, "_Reader", Spy)
+    short = codec.encode({"body": {"k": "v" * 200}, "id": b"i" * 16, "v": 1})
+    assert codec.decode(short)["v"] == 1 and readers == []
+    long = codec.encode("v" * (LIMITS.max_values - 2))
+    assert len(long) == LIMITS.max_values + 1
+    assert codec.decode(long) == "v" * (LIMITS.max_values - 2) and readers == [len(long)]

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from protocol import catalogue
 from protocol.catalogue import Role
-from protocol.errors import Replayed
+from protocol.errors import BadRequest, Replayed
 from protocol.replay import SeenIds
 
 
@@ -136,4 +136,35 @@ def test_recording_an_id_twice_keeps_one_entry_and_expires_cleanly():
     seen.record(b"a" * 16, ts=0, now_ms=0)
     assert len(seen) == 1
     seen.check(b"b" * 16, ts=5_000, now_ms=5_000)  # expiry runs; a second entry would raise
+    assert len(seen) == 0
+
+
+def test_entries_expire_and_evict_by_their_stamp_whatever_their_id():
+    """An id held as an int beside its stamp: the id's bits never move the stamp's order."""
+    highest, lowest = b"\xff" * 16, b"\x00" * 16
+    seen = SeenIds(window_ms=1_000, capacity=10)
+    seen.record(highest, ts=1_000, now_ms=1_000)
+    seen.record(lowest, ts=1_001, now_ms=1_001)
+    seen.check(ident(3), ts=2_001, now_ms=2_001)  # the cutoff is 1_001: only `highest` goes
+    assert len(seen) == 1
+    seen.check(highest, ts=2_001, now_ms=2_001)
+    with pytest.raises(Replayed, match="already received"):
+        seen.check(lowest, ts=1_001, now_ms=2_001)
+
+    full = SeenIds(window_ms=10_000, capacity=1)
+    full.record(highest, ts=5, now_ms=5)
+    full.record(lowest, ts=6, now_ms=6)  # evicts `highest`, stamped 5
+    assert full.horizon_ms == 5
+    with pytest.raises(Replayed, match="already received"):
+        full.check(lowest, ts=6, now_ms=6)
+
+
+def test_an_id_of_another_size_is_refused():
+    seen = SeenIds(window_ms=1_000)
+    # Held as ints, b"\x01" and b"\x00\x01" would be one id.
+    for wrong in (b"\x01", b"\x00" * 15 + b"\x01" + b"\x00"):
+        with pytest.raises(BadRequest, match="16 bytes"):
+            seen.check(wrong, ts=0, now_ms=0)
+        with pytest.raises(BadRequest, match="16 bytes"):
+            seen.record(wrong, ts=0, now_ms=0)
     assert len(seen) == 0

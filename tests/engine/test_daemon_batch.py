@@ -1,0 +1,114 @@
+"""The engine takes the messages waiting on its socket together: each is checked, the ids of
+those accepted go to disk in one transaction, and only then does any of them take effect.
+
+A real engine (``engine init`` in a real root), its real registry and seen-id store; the
+messages are handed to the daemon's batch handler as its socket would hand them over.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import zmq
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from engine_agent.daemon import Accepted, EngineDaemon
+from engine_agent.registry import Registry
+from engine_agent.settings import EngineSettings
+from protocol import catalogue as cat
+from protocol import identity
+from protocol.envelope import seal
+from protocol.states import EngineEvent
+from proxy_agent.health import NO_FILE_SHA256
+from tests.e2e.conftest import host_pair, short_tempdir
+from wsproxy_agent import __version__
+
+HEALTH = {
+    "service_active": True,
+    "cert_days_left": 300,
+    "setup_conf_sha256": NO_FILE_SHA256,
+    "agent_version": __version__,
+}
+
+
+def enrolled(registry: Registry, count: int) -> list[Ed25519PrivateKey]:
+    keys = [identity.generate() for _ in range(count)]
+    for n, key in enumerate(keys):
+        fqdn = f"p{n}.example"
+        registry.transition(
+            fqdn,
+            EngineEvent.REQUEST_WITH_TOKEN,
+            actor="test",
+            why="test",
+            fingerprint=identity.fingerprint(key),
+            identity_key=identity.public_raw(key),
+            port=6100,
+            activate=0,
+        )
+    return keys
+
+
+@pytest.fixture
+def daemon() -> Iterator[EngineDaemon]:
+    with host_pair(short_tempdir()) as h:
+        h.engine_init()
+        engine = EngineDaemon(EngineSettings.load(h.engine))
+        engine.proxies = enrolled(engine.registry, 3)  # type: ignore[attr-defined]
+        ctx: zmq.Context[Any] = zmq.Context()
+        engine.sock = ctx.socket(zmq.ROUTER)  # replies to unknown routes fail, as they may
+        engine.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        try:
+            yield engine
+        finally:
+            engine.sock.close(linger=0)
+            ctx.term()
+            engine.registry.close()
+            engine.seen_store.close()
+
+
+def heartbeat(engine: EngineDaemon, n: int) -> list[zmq.Frame]:
+    key = engine.proxies[n]  # type: ignore[attr-defined]
+    sealed = seal(
+        key,
+        cat.HEARTBEAT,
+        HEALTH,
+        recipient=engine.fingerprint,
+        now_ms=time.time_ns() // 1_000_000,
+    )
+    return [zmq.Frame(b"route%d" % n), *(zmq.Frame(f) for f in sealed.frames)]
+
+
+def ids_on_disk(engine: EngineDaemon) -> set[bytes]:
+    db = sqlite3.connect(engine.paths.seen_ids)
+    try:
+        return {bytes(r[0]) for r in db.execute("SELECT id FROM seen")}
+    finally:
+        db.close()
+
+
+def test_every_accepted_id_is_on_disk_before_any_message_takes_effect(
+    daemon: EngineDaemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = heartbeat(daemon, 0), heartbeat(daemon, 1)
+    forged = heartbeat(daemon, 2)
+    forged[2] = zmq.Frame(bytes(64))  # a signature that does not verify
+    acted: list[tuple[bytes, set[bytes]]] = []
+    act = daemon._act
+
+    def watching(accepted: Accepted) -> None:
+        acted.append((accepted.msg.id, ids_on_disk(daemon)))
+        act(accepted)
+
+    monkeypatch.setattr(daemon, "_act", watching)
+    replay = [zmq.Frame(f.bytes) for f in first]  # the same message again, in the same batch
+    daemon._on_batch([first, forged, replay, second])
+
+    ids = [message_id for message_id, _ in acted]
+    assert len(ids) == 2 and len(set(ids)) == 2  # the replay and the forgery took no effect
+    for _, on_disk in acted:
+        assert on_disk == set(ids)  # both ids, already at the first one's effect
+    assert ids_on_disk(daemon) == set(ids)  # nothing of the forgery was written

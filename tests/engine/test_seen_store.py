@@ -1,0 +1,44 @@
+"""The seen-id store: a batch of accepted ids reaches the disk in one commit, or not at all."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from engine_agent.seen_store import SeenStore
+
+
+def on_disk(path: Path) -> set[bytes]:
+    """What another process (the engine after a crash) would read."""
+    db = sqlite3.connect(path)
+    try:
+        return {bytes(row[0]) for row in db.execute("SELECT id FROM seen")}
+    finally:
+        db.close()
+
+
+def test_a_batch_is_on_disk_when_add_all_returns(tmp_path: Path) -> None:
+    path = tmp_path / "seen-ids.sqlite"
+    store = SeenStore(path)
+    batch = [(bytes([n]) * 16, 1_000 + n) for n in range(5)]
+    store.add_all(batch)
+    assert on_disk(path) == {msg_id for msg_id, _ in batch}  # committed, not just written
+    store.add_all(batch[:2])  # seen again: kept once
+    store.close()
+    reopened = SeenStore(path)
+    assert sorted(reopened.since(1_002)) == batch[2:]
+    reopened.close()
+
+
+def test_a_batch_that_fails_leaves_nothing_behind(tmp_path: Path) -> None:
+    path = tmp_path / "seen-ids.sqlite"
+    store = SeenStore(path)
+    good = (b"g" * 16, 1_000)
+    with pytest.raises(sqlite3.ProgrammingError):  # the second one cannot even be bound
+        store.add_all([good, (object(), 1_001)])  # type: ignore[list-item]
+    assert on_disk(path) == set()
+    store.add_all([good])  # and the store goes on working
+    assert on_disk(path) == {good[0]}
+    store.close()
