@@ -26,6 +26,8 @@ class SeenStore:
         self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        # Only ever appended to and pruned: a large page cache would hold ids, not speed.
+        self._db.execute("PRAGMA cache_size=-256")
         self._db.execute(SCHEMA)
         path.chmod(0o600)
 

@@ -70,4 +70,4 @@ def test_closing_the_registry_writes_what_it_still_holds(tmp_path: Path) -> None
     fingerprint = enroll(registry, "a.example")
     registry.heard(fingerprint, json.dumps({"serial": "07"}))
     registry.close()  # what the daemon does when it stops
-    assert json.loads(str(rows(path)["a.example"][1])) == {"serial": "07"}
+    assert rows(path)["a.example"][1] == json.dumps({"serial": "07"})
