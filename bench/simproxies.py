@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
+import sqlite3
 import subprocess
 import sys
 import time
@@ -257,6 +258,24 @@ def live(engine_root: Path, timeout_s: float, fqdn: str | None = None) -> dict[s
     if answer is None or not answer.get("ok"):
         raise RuntimeError(f"the engine's live query failed: {answer}")
     return answer
+
+
+def recorded_beats(engine_root: Path) -> int:
+    """The heartbeats the engine recorded: each proxy's last serial is its count so far."""
+    db = sqlite3.connect(HostPaths.under(engine_root).registry)
+    try:
+        rows = db.execute("SELECT health FROM proxies WHERE health IS NOT NULL").fetchall()
+    finally:
+        db.close()
+    return sum(int(json.loads(health)["serial"], 16) for (health,) in rows)
+
+
+def wait_recorded(engine_root: Path, beats: int, timeout_s: float = 30.0) -> int:
+    """Until the registry holds ``beats`` (it is written once a second); what it holds."""
+    deadline = time.monotonic() + timeout_s
+    while (recorded := recorded_beats(engine_root)) < beats and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return recorded
 
 
 def _readline(stream: IO[str], deadline: float) -> str:

@@ -17,8 +17,6 @@ At the end, whole-fleet live rounds: the time until all 2,000 answered.
 from __future__ import annotations
 
 import itertools
-import json
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,7 +29,6 @@ from protocol import catalogue as cat
 from protocol import identity
 from protocol.envelope import seal, signed_bytes
 from tests.e2e.conftest import Hosts, host_pair
-from wsproxy_agent.paths import HostPaths
 
 CPU_TARGET = 10.0  # % of one core
 RSS_TARGET_MB = 150.0
@@ -79,16 +76,6 @@ def verify_us(count: int) -> float:
     for _ in range(count):
         identity.verify(public, sealed.frames[1], data)
     return (time.process_time() - started) / count * 1e6
-
-
-def recorded_beats(h: Hosts) -> int:
-    """The heartbeats the engine recorded: each proxy's last serial is its count."""
-    db = sqlite3.connect(HostPaths.under(h.engine).registry)
-    try:
-        rows = db.execute("SELECT health FROM proxies WHERE health IS NOT NULL").fetchall()
-    finally:
-        db.close()
-    return sum(int(json.loads(health)["serial"], 16) for (health,) in rows)
 
 
 def run(ctx: BenchContext) -> ScenarioResult:
@@ -146,9 +133,7 @@ def run(ctx: BenchContext) -> ScenarioResult:
                     raise RuntimeError(f"{len(silent)} proxies did not answer the engine")
             fleet_rtts = [a["rtt_ms"] for a in answers.values()]
             # Observed, not assumed: each proxy's last heartbeat is in the registry.
-            deadline = time.monotonic() + 30
-            while (recorded := recorded_beats(h)) < sent["beats"] and time.monotonic() < deadline:
-                time.sleep(0.2)
+            recorded = simproxies.wait_recorded(h.engine, sent["beats"])
         finally:
             fleet.stop()
     slices = [(b - a) / SLICE_S * 100 for a, b in itertools.pairwise(cpu_marks)]
@@ -207,5 +192,36 @@ def run(ctx: BenchContext) -> ScenarioResult:
 
 
 ANALYSIS = """
-TO BE WRITTEN from the measurements.
+{size} proxies heartbeating every 10 s make {beats_per_s} signed heartbeats a second. The
+engine took {cpu_pct} % of one core over the slices without status queries. Of that,
+{quiet_pct} % is the fleet connected and silent (libzmq's I/O thread keeping {size}
+CurveZMQ connections alive) and {verify_pct} % is the verification of {beats_per_s}
+heartbeats a second, timed alone in a tight loop in the same run; the other {rest_pct} % is
+Python's work around each message (the receive pipeline's checks, the key lookup, the
+seen-id transaction, the health as JSON) and waking the loop with caches gone cold: the
+heartbeats arrive 5 ms apart, and between them the proxies' processes run. That is
+{cpu_per_beat_us} µs of CPU per heartbeat, all counted.
+
+Before the fixes (the message-rate section lists them), the engine could not keep up
+at all: each heartbeat was a registry transaction with an fsync and two scans of the proxies
+table; the whole-fleet round found 1,662 of 2,000 proxies after 18 s and the run failed. With
+the facts written once a second and the index, 29 % of a core. Then `perf` showed 28 % of
+the engine's samples in `std::_Rb_tree_increment` in libzmq's I/O thread: on every ZMTP PONG
+libzmq walks its whole timer list (`poller_base_t::cancel_timer`, O(n), "we assume it is
+rarely used"), and the engine pinged each of 2,000 connections every 5 s. It now pings every
+60 s, only to reclaim a dead proxy's connection within 75 s; the proxies still ping every
+5 s, which is how they notice a lost engine. That I/O thread fell from 7-10 % of a core to
+about 2 %. Taking the heartbeats that arrive within 50 ms together (never while messages
+queue or an operator waits for an answer; a token join measured no slower with it) cut the
+main thread by about a quarter in an A/B run (15 % to 11 %), and decoding short
+messages in C saves 87 Python calls of a heartbeat's (168 left, 256 before all the fixes):
+{cpu_pct} % now, against 10 %.
+
+Memory: {idle_mb} MiB idle with the registry loaded, {end_mb} MiB with the fleet connected
+after {window} s, {per_proxy_kb} KiB per connected proxy (libzmq's buffers and Curve state
+per connection, and the seen-id cache, which holds every message id of the last five
+minutes). Status round trip, from the engine signing a single-proxy query to the reply
+verified, {probes} queries at 10 a second: p50 {rtt_p50} ms, p99 {rtt_p99} ms. A status
+round to the whole fleet took {round_s} s until all {size} answered. The engine recorded all
+{beats_recorded} heartbeats sent.
 """
