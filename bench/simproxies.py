@@ -37,13 +37,12 @@ import msgpack
 import zmq
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from engine_agent.registry import Registry
 from protocol import catalogue as cat
 from protocol import identity
 from protocol.codec import Value
 from protocol.envelope import seal
-from protocol.states import EngineEvent
 from proxy_agent.health import NO_FILE_SHA256
+from tests.support.fleet import enter_as_enrolled
 from wsproxy_agent import __version__, control, transport
 from wsproxy_agent.paths import HostPaths
 
@@ -77,27 +76,7 @@ def enroll(engine_root: Path, count: int, prefix: str = "sim") -> list[Identity]
     The engine must be stopped: the daemon reads trust from the registry as messages come.
     """
     fleet = [Identity(f"{prefix}{i:04d}.fleet.bench", identity.generate()) for i in range(count)]
-    issued = _issued()
-    registry = Registry(HostPaths.under(engine_root).registry)
-    try:
-        with registry.transaction() as db:
-            for p in fleet:
-                registry.transition_within(
-                    db,
-                    p.fqdn,
-                    EngineEvent.REQUEST_WITH_TOKEN,
-                    actor="bench",
-                    why="simulated fleet",
-                    fingerprint=identity.fingerprint(p.key),
-                    identity_key=identity.public_raw(p.key),
-                    port=6100,
-                    activate=0,
-                    **issued,
-                )
-                for event in (EngineEvent.REPORT_OK, EngineEvent.SKIP_ACTIVATION):
-                    registry.transition_within(db, p.fqdn, event, actor="bench", why="fleet")
-    finally:
-        registry.close()
+    enter_as_enrolled(engine_root, [(p.fqdn, p.key) for p in fleet], "bench", **_issued())
     return fleet
 
 

@@ -28,12 +28,12 @@ from engine_agent.registry import Registry
 from protocol import catalogue as cat
 from protocol import identity
 from protocol.codec import Value
-from protocol.states import EngineEvent
 from proxy_agent import schedule
 from proxy_agent.daemon import POLL_S
 from proxy_agent.health import NO_FILE_SHA256
 from proxy_agent.link import EngineLink
 from tests.e2e.conftest import Hosts, wait_for
+from tests.support.fleet import enter_as_enrolled
 from wsproxy_agent import __version__, control, transport
 from wsproxy_agent.paths import HostPaths
 
@@ -133,25 +133,7 @@ def register(h: Hosts, fleet: list[SimulatedProxy]) -> None:
     and restarts a stand-in service, minutes for the fleet, and the joins are not what
     this test is about.
     """
-    registry = Registry(HostPaths.under(h.engine).registry)
-    try:
-        with registry.transaction() as db:
-            for p in fleet:
-                registry.transition_within(
-                    db,
-                    p.fqdn,
-                    EngineEvent.REQUEST_WITH_TOKEN,
-                    actor="test",
-                    why="simulated fleet",
-                    fingerprint=identity.fingerprint(p.key),
-                    identity_key=identity.public_raw(p.key),
-                    port=6100,
-                    activate=0,
-                )
-                for event in (EngineEvent.REPORT_OK, EngineEvent.SKIP_ACTIVATION):
-                    registry.transition_within(db, p.fqdn, event, actor="test", why="fleet")
-    finally:
-        registry.close()
+    enter_as_enrolled(h.engine, [(p.fqdn, p.key) for p in fleet], "test")
 
 
 def forget_last_seen(h: Hosts) -> None:
