@@ -176,6 +176,9 @@ class Registry:
         self._add_missing_columns()
         # Heartbeat facts (fingerprint: last_seen, health) not yet written: see ``heard``.
         self._heard: dict[str, tuple[int, str]] = {}
+        # ``key_holder`` answers, valid while the registry is as it was when they were read.
+        self._holders: dict[str, KeyHolder] = {}
+        self._holders_read_at = self._version()
 
     def _add_missing_columns(self) -> None:
         if not _missing_columns(self._db):
@@ -216,11 +219,32 @@ class Registry:
 
     def key_holder(self, fingerprint: str) -> KeyHolder | None:
         """``proxy_by_fingerprint`` narrowed to the key, for every message received: the
-        whole row (certificate and CSR PEMs) costs more to build than the signature to check."""
+        whole row (certificate and CSR PEMs) costs more to build than the signature to check.
+
+        Answers are kept until the registry changes: a commit by another process (``keys
+        accept`` or ``delete`` from the command line) or any write of this one but the
+        heartbeat facts. Checking that costs half the query it saves.
+        """
+        version = self._version()
+        if version != self._holders_read_at:
+            self._holders.clear()
+            self._holders_read_at = version
+        holder = self._holders.get(fingerprint)
+        if holder is not None:
+            return holder
         row = self._db.execute(
             f"SELECT {_HOLDER_COLUMNS} FROM proxies WHERE fingerprint = ?", (fingerprint,)
         ).fetchone()
-        return _holder(row) if row else None
+        if row is None:
+            return None  # not kept: made-up senders must not grow the cache
+        holder = self._holders[fingerprint] = _holder(row)
+        return holder
+
+    def _version(self) -> tuple[int, int]:
+        """Changes whenever the registry's rows may have: SQLite's count of commits by other
+        connections, and of rows this connection changed."""
+        (others,) = self._db.execute("PRAGMA data_version").fetchone()
+        return others, self._db.total_changes
 
     def key_holders(self) -> list[KeyHolder]:
         """Every proxy, narrowed as ``key_holder``: what a status round to all of them needs."""
@@ -308,11 +332,16 @@ class Registry:
         self._db.execute("PRAGMA synchronous=NORMAL")
         try:
             with self.transaction() as db:
+                # Under the write lock, so no other commit can slip in unnoticed: the keys
+                # read so far stay valid across these rows, which change no key or state.
+                current = self._version() == self._holders_read_at
                 db.executemany(
                     "UPDATE proxies SET last_seen = ?, health = ? WHERE fingerprint = ?", rows
                 )
         finally:
             self._db.execute("PRAGMA synchronous=FULL")
+        if current:
+            self._holders_read_at = (self._holders_read_at[0], self._db.total_changes)
         self._heard.clear()
 
     def note_error(self, fqdn: str, sentence: str | None) -> None:

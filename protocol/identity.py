@@ -9,12 +9,13 @@ from __future__ import annotations
 import base64
 import hashlib
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
+from nacl.bindings import crypto_sign_open
+from nacl.exceptions import BadSignatureError
 
 from protocol.errors import BadRequest
 
@@ -108,8 +109,16 @@ def sign(key: Ed25519PrivateKey, data: bytes) -> bytes:
 
 
 def verify(key: Ed25519PublicKey, signature: bytes, data: bytes) -> bool:
+    """Whether ``signature`` is ``key``'s over ``data``.
+
+    Checked by libsodium, which does it in 40 % of OpenSSL's time (the engine verifies every
+    message of every proxy: ``make bench``'s fleet), and is the stricter of the two: it
+    refuses non-canonical signatures and small-order keys and points, which OpenSSL accepts.
+    """
+    if len(signature) != SIGNATURE_SIZE:
+        return False
     try:
-        key.verify(signature, data)
-    except InvalidSignature:
+        crypto_sign_open(signature + data, key.public_bytes_raw())
+    except BadSignatureError:
         return False
     return True
