@@ -177,6 +177,63 @@ def engine_activate(ctx: click.Context, fqdn: str) -> None:
         click.echo(f"{name}: activation started; see 'wsproxy-agent status'.")
 
 
+@engine.command("ticket")
+@click.option("--host", required=True, help="Where the proxy connects: the VM's console host.")
+@click.option(
+    "--port",
+    required=True,
+    type=click.IntRange(1, 65535),
+    help="The console port on that host (QEMU's VNC display 0 is 5900).",
+)
+@click.option(
+    "--ttl",
+    default=120,
+    show_default=True,
+    type=click.IntRange(1, 86400),
+    help="Seconds the ticket stays valid (oVirt's WebSocketProxyTicketValiditySeconds).",
+)
+@click.option("--ssl-target", is_flag=True, help="The proxy reaches the console over TLS.")
+@click.option("--path", help="The ticket's optional 'path' value, passed to the proxy as is.")
+@click.option("--token", help="The ticket's optional 'token' value, passed to the proxy as is.")
+@click.pass_context
+@friendly_errors
+def engine_ticket(
+    ctx: click.Context,
+    host: str,
+    port: int,
+    ttl: int,
+    ssl_target: bool,
+    path: str | None,
+    token: str | None,
+) -> None:
+    """Print a console ticket for HOST:PORT, signed with the engine key as oVirt signs them.
+
+    For checking a websocket proxy without a running engine or web UI: open
+    wss://<proxy>:<port>/<ticket> (noVNC, or any websocket client) and the proxy bridges to
+    HOST:PORT if it trusts this engine's certificate (CERT_FOR_DATA_VERIFICATION). Anyone
+    holding the ticket can open that console until it expires. Only the ticket goes to
+    stdout.
+    """
+    setup_logging(ctx)
+    from engine_agent.tickets import load_signer
+    from wsproxy_agent import logs
+    from wsproxy_agent.paths import HostPaths
+
+    signer = load_signer(HostPaths.under(root_of(ctx)))
+    ticket = signer.issue(
+        host, port, ttl_seconds=ttl, ssl_target=ssl_target, path=path, token=token
+    )
+    logs.decision(
+        logs.get("tickets"),
+        "issue",
+        who="operator",
+        why="operator ran engine ticket",
+        target=f"{host}:{port}",
+        ttl_seconds=ttl,
+    )
+    click.echo(ticket)
+
+
 @click.group("token")
 def token() -> None:
     """Create, list and revoke one-time join tokens (engine host)."""

@@ -30,6 +30,7 @@ HARNESSES = {
     "names": 300,
     "csr": 6000,
     "delivery": 8192,
+    "ticket": 17000,  # past MAX_TICKET_BYTES, so the size cap is fuzzed too
 }
 MAX_CRASHES = 5
 INPUT_TIMEOUT_S = 25  # one input running longer than this is a hang, and a finding

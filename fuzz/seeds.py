@@ -8,12 +8,15 @@ so the fuzzer starts from messages, requests and certificates that pass, and mut
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from ipaddress import IPv4Address
 from pathlib import Path
+from urllib.parse import quote
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -21,11 +24,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from fuzz import certs, csr, delivery, receive
+from fuzz import certs, csr, delivery, receive, ticket
 from fuzz.reader import value_bytes
 from fuzz.world import MSG_ID, REQUEST_ID, WORLD
 from protocol import codec, joinstring
 from protocol.catalogue import Role
+from protocol.ticket import issue_ticket
 from proxy_agent.tlskeys import build_csr
 
 SERVER_CLIENT = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
@@ -174,6 +178,32 @@ def delivery_seeds() -> Iterator[bytes]:
     yield bytes([delivery.DER]) + certs.PROXY_CERT.public_bytes(Encoding.DER)
 
 
+def ticket_seeds() -> Iterator[bytes]:
+    real = issue_ticket(
+        ticket.KEY,
+        certs.ENGINE_CERT.public_bytes(Encoding.PEM).decode(),
+        "vm-host.example.com",
+        5900,
+        now=ticket.NOW,
+        salt=bytes(range(8)),
+        path="/vnc",
+        token="t0k",
+    )
+    yield bytes([ticket.RAW]) + real.encode()
+    yield bytes([ticket.RAW]) + quote(real, safe="").encode()
+    fields = json.loads(base64.b64decode(real))
+    yield bytes([ticket.DATA]) + fields["data"].encode()
+    yield bytes([ticket.DATA]) + b'{"host":"10.0.0.1","port":"5901","ssl_target":true}'
+    del fields["v2_signature"], fields["certificate"]
+    yield bytes([ticket.FIELDS]) + json.dumps(fields).encode()
+    engine_order = {
+        **fields,
+        "digest": "sha1",
+        "signedFields": "salt,data,digest,validFrom,validTo",
+    }
+    yield bytes([ticket.FIELDS]) + json.dumps(engine_order).encode()
+
+
 SEEDS: dict[str, Callable[[], Iterator[bytes]]] = {
     "receive": receive_seeds,
     "codec": codec_seeds,
@@ -182,6 +212,7 @@ SEEDS: dict[str, Callable[[], Iterator[bytes]]] = {
     "names": names_seeds,
     "csr": csr_seeds,
     "delivery": delivery_seeds,
+    "ticket": ticket_seeds,
 }
 
 

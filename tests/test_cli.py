@@ -20,6 +20,7 @@ COMMANDS = [
     ["engine", "deactivate"],
     ["engine", "renew"],
     ["engine", "rotate-keys"],
+    ["engine", "ticket"],
     ["token"],
     ["token", "create"],
     ["token", "list"],
