@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[test,dev,serve]'
 	touch $@
 
 demo: $(BIN)/.installed
@@ -22,7 +22,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff format --check .
 
 typecheck: $(BIN)/.installed
-	$(BIN)/mypy protocol engine_agent proxy_agent wsproxy_agent
+	$(BIN)/mypy protocol engine_agent proxy_agent wsproxy_agent console_proxy
 
 unit: $(BIN)/.installed
 	$(BIN)/pytest -q $(PYTEST_ARGS)

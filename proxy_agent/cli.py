@@ -39,6 +39,13 @@ def proxy() -> None:
     help="TLS key: RSA-2048 or ECDSA P-256.  [default: rsa]",
 )
 @click.option(
+    "--service",
+    type=click.Choice(["ovirt-websocket-proxy", "wsproxy-agent-serve"]),
+    help="The websocket proxy service this host runs, which the agent restarts after "
+    "installing a certificate: oVirt's, or 'wsproxy-agent proxy serve' (reloaded, so open "
+    "consoles stay).  [default: what proxy.toml says, else ovirt-websocket-proxy]",
+)
+@click.option(
     "--timeout",
     default=600.0,
     show_default=True,
@@ -55,6 +62,7 @@ def proxy_join(
     fqdn: str | None,
     port: int | None,
     key_type: str | None,
+    service: str | None,
     timeout: float,
 ) -> None:
     """Enroll this host: get a certificate from the engine, install it, switch the engine over.
@@ -103,6 +111,8 @@ def proxy_join(
         overrides["port"] = port
     if key_type:
         overrides["key_type"] = key_type
+    if service:
+        overrides.update(config.PROXY_SERVICES[service])
     config.merge_and_write(paths.proxy_toml, config.PROXY_DEFAULTS, overrides)
     settings = ProxySettings.load(paths.root)
     code = Join(settings, JoinOptions(token=token, timeout_s=timeout), say=_step).run()
@@ -150,3 +160,39 @@ def proxy_run(ctx: click.Context) -> None:
     if not state.joined(settings.paths.proxy_state):
         raise Abort("This host has not joined an engine yet; run 'wsproxy-agent proxy join' first.")
     ProxyDaemon(settings).run()
+
+
+@proxy.command("serve")
+@click.pass_context
+@friendly_errors
+def proxy_serve(ctx: click.Context) -> None:
+    """Serve VM consoles: a drop-in for oVirt's ovirt-websocket-proxy service.
+
+    Browsers open wss://<this host>:<PROXY_PORT>/<ticket>; the ticket, signed by the engine,
+    names the VM's VNC server, and its bytes are carried both ways. Reads the same config
+    as oVirt's service, later files winning ('proxy join' writes 10-setup.conf):
+
+    \b
+      /etc/ovirt-engine/ovirt-websocket-proxy.conf
+      /etc/ovirt-engine/ovirt-websocket-proxy.conf.d/*.conf, in name order
+
+    Keys: PROXY_HOST, PROXY_PORT, SOURCE_IS_IPV6, SSL_CERTIFICATE, SSL_KEY, SSL_ONLY,
+    SSL_MIN_VERSION, SSL_CIPHERS, CERT_FOR_DATA_VERIFICATION.
+
+    A renewed certificate is used for new connections as soon as it is installed (or at
+    SIGHUP, 'systemctl reload'); open consoles carry on. SIGTERM closes them and exits.
+    Stop ovirt-websocket-proxy first: both listen on the same port.
+    """
+    setup_logging(ctx)
+    try:
+        from console_proxy import server
+    except ImportError as exc:
+        if exc.name is None or not exc.name.startswith("websockets"):
+            raise
+        raise Abort(
+            "proxy serve needs the websockets package: install wsproxy-agent[serve] "
+            "(pip install 'wsproxy-agent[serve]')."
+        ) from None
+    from console_proxy.settings import ServeSettings
+
+    ctx.exit(server.run(ServeSettings.load(root_of(ctx))))

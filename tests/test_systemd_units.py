@@ -15,11 +15,13 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from proxy_agent import install
-from wsproxy_agent.paths import HostPaths
+from wsproxy_agent import config
+from wsproxy_agent.paths import PROXY_SERVICE, SERVICE_USER, HostPaths
 
 UNITS = Path(__file__).resolve().parents[1] / "contrib" / "systemd"
 ENGINE = "wsproxy-agent-engine.service"
 PROXY = "wsproxy-agent-proxy.service"
+SERVE = "wsproxy-agent-serve.service"
 HOST = HostPaths.under("/")
 FQDN = "proxy.example.com"
 
@@ -96,8 +98,8 @@ def service(name: str) -> dict[str, list[str]]:
     return parse(UNITS / name)["Service"]
 
 
-def test_both_units_are_there_and_nothing_is_left_in_the_old_place() -> None:
-    assert sorted(p.name for p in UNITS.glob("*.service")) == [ENGINE, PROXY]
+def test_the_units_are_there_and_nothing_is_left_in_the_old_place() -> None:
+    assert sorted(p.name for p in UNITS.glob("*.service")) == [ENGINE, PROXY, SERVE]
     assert not (UNITS.parents[1] / "packaging" / "systemd").exists()
 
 
@@ -161,11 +163,16 @@ def test_systemd_analyze_verify_is_silent(tmp_path: Path) -> None:
     stand_in = tmp_path / "wsproxy-agent"
     stand_in.write_text("#!/bin/sh\n")
     stand_in.chmod(0o755)
-    for unit in (ENGINE, PROXY):
+    for unit in (ENGINE, PROXY, SERVE):
         text = (UNITS / unit).read_text().replace("/usr/bin/wsproxy-agent", str(stand_in))
         (tmp_path / unit).write_text(text)
     result = subprocess.run(
-        ["systemd-analyze", "verify", "--man=no", str(tmp_path / ENGINE), str(tmp_path / PROXY)],
+        [
+            "systemd-analyze",
+            "verify",
+            "--man=no",
+            *(str(tmp_path / u) for u in (ENGINE, PROXY, SERVE)),
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -174,3 +181,31 @@ def test_systemd_analyze_verify_is_silent(tmp_path: Path) -> None:
     assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), (
         result.stdout + result.stderr
     )
+
+
+def test_serve_unit_runs_proxy_serve_as_ovirt_and_reloads_with_sighup() -> None:
+    unit = parse(UNITS / SERVE)
+    s = unit["Service"]
+    assert shlex.split(s["ExecStart"][0])[-2:] == ["proxy", "serve"]
+    assert s["ExecReload"] == ["/bin/kill -HUP $MAINPID"]  # what proxy serve reloads on
+    assert (s["Type"], s["NotifyAccess"], s["Restart"]) == (["notify"], ["main"], ["on-failure"])
+    assert s["User"] == [SERVICE_USER]  # the owner of the files 'proxy join' installs
+    assert unit["Unit"]["Conflicts"] == [PROXY_SERVICE]  # both listen on PROXY_PORT
+    assert unit["Install"]["WantedBy"] == ["multi-user.target"]
+    # The agent restarts (reloads) this unit after a renewal when joined with --service.
+    restart = config.PROXY_SERVICES[SERVE.removesuffix(".service")]["service_restart_command"]
+    assert restart[-1] == SERVE
+
+
+def test_serve_unit_is_sandboxed_and_writes_nothing() -> None:
+    s = service(SERVE)
+    for key, value in {
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+        "UMask": "0077",
+        "CapabilityBoundingSet": "",
+    }.items():
+        assert s[key] == [value], key
+    assert not writable_roots(s)

@@ -20,6 +20,7 @@ from wsproxy_agent.paths import (
     DEFAULT_PROXY_PORT,
     ENGINE_SERVICE,
     PROXY_SERVICE,
+    SERVE_SERVICE,
 )
 
 
@@ -63,6 +64,20 @@ PROXY_DEFAULTS: dict[str, Any] = {
     "freshness_window": 300,
     "service_owner": "ovirt",
     "heartbeat_interval": 30,
+}
+
+
+# The websocket proxy services 'proxy join --service' chooses between, by unit name: the
+# commands that restart and check each. Ours reloads, so a renewal drops no open console.
+PROXY_SERVICES: dict[str, dict[str, list[str]]] = {
+    PROXY_SERVICE.removesuffix(".service"): {
+        "service_restart_command": PROXY_DEFAULTS["service_restart_command"],
+        "service_check_command": PROXY_DEFAULTS["service_check_command"],
+    },
+    SERVE_SERVICE.removesuffix(".service"): {
+        "service_restart_command": ["systemctl", "reload-or-restart", SERVE_SERVICE],
+        "service_check_command": ["systemctl", "is-active", "--quiet", SERVE_SERVICE],
+    },
 }
 
 

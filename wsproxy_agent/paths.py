@@ -21,6 +21,8 @@ AGENT_RUN = "run/wsproxy-agent"
 PKI_ENROLL_SCRIPT = "usr/share/ovirt-engine/bin/pki-enroll-request.sh"
 
 PROXY_SERVICE = "ovirt-websocket-proxy.service"
+# ``wsproxy-agent proxy serve``, our drop-in for oVirt's service (contrib/systemd).
+SERVE_SERVICE = "wsproxy-agent-serve.service"
 ENGINE_SERVICE = "ovirt-engine.service"
 SERVICE_USER = "ovirt"
 DEFAULT_PROXY_PORT = 6100
