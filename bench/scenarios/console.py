@@ -1,0 +1,472 @@
+"""Consoles through `proxy serve` against websockify: throughput, added latency, memory.
+
+Two proxies, the same TLS certificate and key, the same target, started afresh for every run
+and run in turn (ours, websockify, websockify, ours, ...):
+
+- ours: ``wsproxy-agent proxy serve``, one asyncio process, configured as a join leaves it
+  (SSL_ONLY=True), every console's ticket verified against CERT_FOR_DATA_VERIFICATION;
+- theirs: websockify, the library oVirt's ovirt-websocket-proxy is built on, as that service
+  runs it (a process forked per connection), TLS only, with its target fixed on the command
+  line: it checks no ticket, which favours it slightly (it is sent the same ticket URLs).
+
+The target (bench/consoletarget.py) and the client (bench/consoleload.py, the websockets
+client) are processes of their own, so neither's CPU counts as the proxy's. In each run the
+client, after a first console: makes small-message round trips (64 bytes every 50 ms from
+each of 50 connections at once) straight to the target's echo over TCP, then through 50
+consoles open at once; the proxy's memory is read while those are open; 50 new consoles then
+take a bulk download each, all at once; last, one console at a time uploads and downloads
+bulk data. Memory is the proportional set size (PSS) of the proxy's processes, websockify's
+parent and forked children summed, so a page they share counts once; CPU includes the
+websockify children's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import procstat
+from bench.context import BenchContext
+from bench.result import ScenarioResult
+from bench.stats import percentile, ratio, summarize
+from engine_agent import pki
+from tests.e2e.conftest import wait_for
+from tests.serve.conftest import ENGINE_FQDN, PROXY_FQDN, Pki, ServeHost
+from wsproxy_agent.demo import free_port
+from wsproxy_agent.paths import HostPaths
+
+CONSOLES = 50
+ECHO_BYTES = 64
+INTERVAL_S = 0.05
+MESSAGE_BYTES = 64 * 1024  # what the client writes per websocket message when uploading
+TICKET_TTL_S = 600
+CHILDREN_GONE_S = 30.0  # websockify reaps a console's process within a second of its end
+CLIENT_TIMEOUT_S = 30.0  # for the client to exit once told it is done
+OURS, THEIRS = "proxy serve", "websockify"
+SIDES = (OURS, THEIRS)
+
+
+@dataclass
+class Load:
+    """How hard each run tries."""
+
+    latency_s: float  # of round trips each way, straight and through the proxy
+    latency_slices: int
+    aggregate_bytes: int  # per console, 50 at once
+    bulk_bytes: int  # one console
+    bulk_repeats: int  # of each direction, per run
+
+
+class Proxy:
+    """A proxy process started for one run; websockify's forked children counted with it."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], name: str, forks: bool) -> None:
+        self.proc = proc
+        self.name = name
+        self.forks = forks  # a process per console
+
+    def children(self) -> list[int]:
+        found = []
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue  # gone meanwhile
+            if ppid == self.proc.pid:
+                found.append(int(entry.name))
+        return found
+
+    def pss_bytes(self) -> int:
+        return sum(_or_zero(procstat.pss_bytes, pid) for pid in [self.proc.pid, *self.children()])
+
+    def cpu_s(self) -> float:
+        """The process's CPU and its children's, those alive and those it has reaped."""
+        live = sum(_or_zero(procstat.cpu_seconds, pid) for pid in self.children())
+        return procstat.cpu_seconds(self.proc.pid, reaped_children=True) + live
+
+    def wait_consoles(self, count: int) -> None:
+        """For websockify: until it has a process for each open console and no more, the
+        processes of consoles just closed reaped (their CPU is then counted in its own)."""
+        if self.forks:
+            wait_for(
+                lambda: len(self.children()) == count,
+                f"{self.name} to have {count} console processes",
+                CHILDREN_GONE_S,
+            )
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+def _or_zero(read: Callable[[int], float], pid: int) -> float:
+    try:
+        return read(pid)
+    except (OSError, ValueError):
+        return 0  # a child that ended between listing and reading
+
+
+def start_ours(host: ServeHost) -> Proxy:
+    # A fresh log, so that the last run's line saying it listens is not taken for this one's.
+    host.log_path.unlink(missing_ok=True)
+    host.start()
+    assert host.proc is not None
+    return Proxy(host.proc, OURS, forks=False)
+
+
+def start_websockify(host: ServeHost, target_port: int, workdir: Path) -> Proxy:
+    """websockify on the files a join installs for the proxy, as oVirt's service uses them."""
+    log_path = workdir / "websockify.log"
+    with log_path.open("wb") as log:  # fresh, as ours (start_ours)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "websockify",
+                "--cert",
+                str(host.paths.proxy_cert),
+                "--key",
+                str(host.paths.proxy_tls_key),
+                "--ssl-only",
+                "--ssl-version",
+                "tlsv1_2",  # SSL_MIN_VERSION's default
+                "--ssl-ciphers",
+                "HIGH:!aNULL",  # SSL_CIPHERS's default
+                f"127.0.0.1:{host.port}",
+                f"127.0.0.1:{target_port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def listening() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"websockify exited {proc.returncode}:\n{log_path.read_text()}")
+        return "proxying from" in log_path.read_text()
+
+    wait_for(listening, "websockify to listen", timeout=30)
+    return Proxy(proc, THEIRS, forks=True)
+
+
+KINDS = ("upload", "download", "aggregate")  # the bulk transfers, one console or 50
+
+
+@dataclass
+class Side:
+    """Everything measured of one proxy, run after run."""
+
+    mb_s: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in KINDS})
+    # Proxy CPU (all its processes) per GB carried, and the share of one core the proxy and
+    # the client each kept busy meanwhile.
+    cpu_s_per_gb: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in KINDS})
+    proxy_busy: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in KINDS})
+    client_busy: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in KINDS})
+    target_busy: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in KINDS})
+    direct_p50: list[float] = field(default_factory=list)
+    direct_p99: list[float] = field(default_factory=list)
+    added_p50: list[float] = field(default_factory=list)
+    added_p99: list[float] = field(default_factory=list)
+    cpu_us_per_round_trip: list[float] = field(default_factory=list)
+    idle_mib: list[float] = field(default_factory=list)
+    kib_per_console: list[float] = field(default_factory=list)
+    open_all_s: list[float] = field(default_factory=list)
+    cipher: str = ""
+
+
+@dataclass
+class Stop:
+    """The client stopped at a phase: what it said, when, and the CPU used by then."""
+
+    said: dict[str, Any]
+    at: float
+    proxy_cpu_s: float
+    target_cpu_s: float
+    went_on_at: float = 0.0  # when it was told to go on
+
+    @property
+    def client_cpu_s(self) -> float:
+        return float(self.said["client_cpu_s"])
+
+
+class Client:
+    """bench/consoleload.py, run through its phases, stopping at each."""
+
+    def __init__(self, plan: dict[str, Any], proxy: Proxy, target_pid: int, workdir: Path) -> None:
+        plan_path = workdir / "plan.json"
+        plan_path.write_text(json.dumps(plan))
+        self.proxy = proxy
+        self.target_pid = target_pid
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.consoleload", str(plan_path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.last: Stop | None = None
+
+    def reached(self, phase: str, open_consoles: int) -> Stop:
+        """Wait for the client's stop at ``phase``, where ``open_consoles`` are open, and for
+        websockify's processes to match."""
+        if self.last is not None:
+            self._go_on()
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        at = time.monotonic()
+        if not line:
+            raise AssertionError(f"the console client exited {self.proc.wait()} before {phase}")
+        said: dict[str, Any] = json.loads(line)
+        if said["at"] != phase:
+            raise AssertionError(f"the console client is at {said['at']}, not {phase}")
+        self.proxy.wait_consoles(open_consoles)
+        self.last = Stop(said, at, self.proxy.cpu_s(), procstat.cpu_seconds(self.target_pid))
+        return self.last
+
+    def _go_on(self) -> None:
+        assert self.proc.stdin is not None and self.last is not None
+        self.last.went_on_at = time.monotonic()
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+
+    def finish(self) -> None:
+        self._go_on()
+        if self.proc.wait(timeout=CLIENT_TIMEOUT_S) != 0:
+            raise AssertionError(f"the console client exited {self.proc.returncode}")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def transfer(side: Side, kind: str, ready: Stop, done: Stop, gb: float) -> None:
+    """What one bulk transfer cost, from the client's go to its stop after the last byte."""
+    wall = done.at - ready.went_on_at
+    proxy_cpu = done.proxy_cpu_s - ready.proxy_cpu_s
+    side.mb_s[kind].append(float(done.said["mb_s"]))
+    side.cpu_s_per_gb[kind].append(proxy_cpu / gb)
+    side.proxy_busy[kind].append(proxy_cpu / wall)
+    side.client_busy[kind].append((done.client_cpu_s - ready.client_cpu_s) / wall)
+    side.target_busy[kind].append((done.target_cpu_s - ready.target_cpu_s) / wall)
+
+
+def one_run(
+    proxy: Proxy, target_pid: int, side: Side, plan: dict[str, Any], load: Load, workdir: Path
+) -> None:
+    client = Client(plan, proxy, target_pid, workdir)
+    try:
+        warm = client.reached("warm", 0)
+        side.cipher = warm.said["cipher"]
+        idle = proxy.pss_bytes()
+
+        echo_open = client.reached("echo_open", CONSOLES)
+        echo_done = client.reached("echo_done", CONSOLES)
+        side.kib_per_console.append((proxy.pss_bytes() - idle) / CONSOLES / 1024)
+        side.idle_mib.append(idle / procstat.MIB)
+        side.open_all_s.append(echo_open.said["open_all_s"])
+        direct, proxied = echo_done.said["direct_ms"], echo_done.said["proxied_ms"]
+        for p, direct_at, added_at in (
+            (0.5, side.direct_p50, side.added_p50),
+            (0.99, side.direct_p99, side.added_p99),
+        ):
+            direct_at.append(percentile(direct, p))
+            added_at.append(percentile(proxied, p) - direct_at[-1])
+        side.cpu_us_per_round_trip.append(
+            (echo_done.proxy_cpu_s - echo_open.proxy_cpu_s) / len(proxied) * 1e6
+        )
+
+        ready = client.reached("aggregate_ready", CONSOLES)
+        done = client.reached("aggregate_done", CONSOLES)
+        transfer(side, "aggregate", ready, done, CONSOLES * load.aggregate_bytes / 1e9)
+        for _ in range(load.bulk_repeats):
+            for kind, phase in (("upload", "up"), ("download", "down")):
+                ready = client.reached(f"{phase}_ready", 1)
+                done = client.reached(f"{phase}_done", 1)
+                transfer(side, kind, ready, done, load.bulk_bytes / 1e9)
+        client.reached("end", 0)
+        client.finish()
+    finally:
+        client.close()
+
+
+def start_target() -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.consoletarget"], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    return proc, int(proc.stdout.readline())
+
+
+def run(ctx: BenchContext) -> ScenarioResult:
+    rounds = ctx.repeats(3, 1)
+    load = Load(
+        latency_s=1.0 if ctx.quick else 2.5,
+        latency_slices=ctx.scale(6, 2),
+        aggregate_bytes=ctx.scale(4, 1) * 1024 * 1024,
+        bulk_bytes=ctx.scale(64, 8) * 1024 * 1024,
+        bulk_repeats=ctx.scale(2, 1),
+    )
+    result = ScenarioResult(
+        "console",
+        f"Consoles through proxy serve and websockify: one at a time, {CONSOLES} at once",
+    )
+    engine = HostPaths.under(ctx.workdir / "engine")
+    pki.create_ca(
+        engine, ca_subject="/C=US/O=Bench", engine_fqdn=ENGINE_FQDN, now=datetime.now(UTC)
+    )
+    pki_ = Pki(engine)
+    host = ServeHost(ctx.workdir / "proxy", pki_, free_port())
+    host.root.mkdir()
+    host.install()
+    sides = {OURS: Side(), THEIRS: Side()}
+    target, target_port = start_target()
+    try:
+        for r in range(rounds):
+            for name in SIDES if r % 2 == 0 else SIDES[::-1]:
+                ctx.say(f"round {r + 1} of {rounds}: {name}")
+                # Tickets made before the run, so that signing them costs the run nothing.
+                urls = [
+                    host.url(pki_.ticket("127.0.0.1", target_port, ttl=TICKET_TTL_S))
+                    for _ in range(1 + 2 * CONSOLES + 2 * load.bulk_repeats)
+                ]
+                plan = {
+                    "urls": urls,
+                    "ca_file": str(pki_.paths.ca_cert),
+                    "server_name": PROXY_FQDN,
+                    "echo_port": target_port,
+                    "consoles": CONSOLES,
+                    "echo_bytes": ECHO_BYTES,
+                    "interval_s": INTERVAL_S,
+                    "message_bytes": MESSAGE_BYTES,
+                    **dataclasses.asdict(load),
+                }
+                proxy = (
+                    start_ours(host)
+                    if name == OURS
+                    else start_websockify(host, target_port, ctx.workdir)
+                )
+                try:
+                    one_run(proxy, target.pid, sides[name], plan, load, ctx.workdir)
+                finally:
+                    proxy.stop()
+    finally:
+        target.terminate()
+        target.wait(timeout=30)
+    report(result, sides, load, rounds)
+    return result
+
+
+def report(result: ScenarioResult, sides: dict[str, Side], load: Load, rounds: int) -> None:
+    ours, theirs = sides[OURS], sides[THEIRS]
+    what = {
+        "upload": "upload, 1 console",
+        "download": "download, 1 console",
+        "aggregate": f"downloads, {CONSOLES} consoles at once",
+    }
+    for kind in KINDS:
+        for name, side in sides.items():
+            result.measure(f"{what[kind]}, {name}", "MB/s", side.mb_s[kind])
+    result.measure("direct TCP round trip, p50", "ms", ours.direct_p50 + theirs.direct_p50)
+    result.measure("direct TCP round trip, p99", "ms", ours.direct_p99 + theirs.direct_p99)
+    for p in ("p50", "p99"):
+        for name, side in sides.items():
+            added = side.added_p50 if p == "p50" else side.added_p99
+            result.measure(f"added round trip, {p}, {name}", "ms", added)
+    for name, side in sides.items():
+        result.measure(f"memory per open console (PSS), {name}", "KiB", side.kib_per_console)
+    for name, side in sides.items():
+        result.measure(f"idle memory (PSS), {name}", "MiB", side.idle_mib)
+    for kind in KINDS:
+        for name, side in sides.items():
+            result.measure(f"CPU per GB, {what[kind]}, {name}", "s", side.cpu_s_per_gb[kind])
+    for name, side in sides.items():
+        result.measure(
+            f"CPU per {ECHO_BYTES}-byte round trip, {name}", "µs", side.cpu_us_per_round_trip
+        )
+    for name, side in sides.items():
+        result.measure(f"opening {CONSOLES} consoles at once, {name}", "s", side.open_all_s)
+    result.chart_units = ["MB/s", "ms", "KiB"]
+
+    for kind in KINDS:
+        value = ratio(ours.mb_s[kind], theirs.mb_s[kind])
+        result.check(f"throughput, {what[kind]}: ours / websockify", value, ">= 1", value >= 1)
+    for p, mine, yours in (
+        ("p50", ours.added_p50, theirs.added_p50),
+        ("p99", ours.added_p99, theirs.added_p99),
+    ):
+        value, bound = statistics.median(mine), statistics.median(yours)
+        result.check(
+            f"added round trip, {CONSOLES} consoles, {p}",
+            value,
+            f"<= {bound:.2f} ms (websockify's)",
+            value <= bound,
+            "ms",
+        )
+    value = ratio(ours.kib_per_console, theirs.kib_per_console)
+    result.check("memory per open console (PSS): ours / websockify", value, "< 1", value < 1)
+
+    def med(samples: list[float], digits: int = 1) -> str:
+        return f"{summarize(samples).median:,.{digits}f}"
+
+    def share(samples: list[float]) -> str:
+        return f"{summarize(samples).median:.0%}"
+
+    facts = result.facts
+    facts.update(
+        consoles=str(CONSOLES),
+        rounds=str(rounds),
+        echo_bytes=str(ECHO_BYTES),
+        interval_ms=f"{INTERVAL_S * 1000:g}",
+        bulk_mib=str(load.bulk_bytes // (1024 * 1024)),
+        aggregate_mib=str(load.aggregate_bytes // (1024 * 1024)),
+        cipher=ours.cipher,
+        memory_ratio=f"{ratio(ours.kib_per_console, theirs.kib_per_console):.2f}",
+        direct_p50=med(ours.direct_p50 + theirs.direct_p50, 2),
+        direct_p99=med(ours.direct_p99 + theirs.direct_p99, 2),
+    )
+    for kind in KINDS:
+        facts[f"{kind}_ratio"] = f"{ratio(ours.mb_s[kind], theirs.mb_s[kind]):.2f}"
+    for key, side in (("ours", ours), ("theirs", theirs)):
+        facts.update(
+            {
+                f"{key}_added_p50": med(side.added_p50, 2),
+                f"{key}_added_p99": med(side.added_p99, 2),
+                f"{key}_kib_per_console": med(side.kib_per_console, 0),
+                f"{key}_idle_mib": med(side.idle_mib),
+                f"{key}_us_per_round_trip": med(side.cpu_us_per_round_trip, 0),
+                f"{key}_open_all_s": med(side.open_all_s, 2),
+            }
+        )
+        for kind in KINDS:
+            facts.update(
+                {
+                    f"{key}_{kind}": med(side.mb_s[kind]),
+                    f"{key}_{kind}_cpu_per_gb": med(side.cpu_s_per_gb[kind], 2),
+                    f"{key}_{kind}_proxy_busy": share(side.proxy_busy[kind]),
+                    f"{key}_{kind}_client_busy": share(side.client_busy[kind]),
+                    f"{key}_{kind}_target_busy": share(side.target_busy[kind]),
+                }
+            )
+
+
+ANALYSIS = """
+(to be written from the measurements)
+"""
