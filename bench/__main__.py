@@ -14,7 +14,7 @@ from bench import charts, machine, report
 from bench.context import BenchContext
 
 # In this order: the cheap ones first, so that a broken set-up shows early.
-SCENARIOS = ["status", "enrollment", "message_rate", "fleet", "enroll_burst", "memory"]
+SCENARIOS = ["status", "enrollment", "message_rate", "fleet", "enroll_burst", "memory", "console"]
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 CHARTS = ROOT / "bench" / "charts"
