@@ -16,10 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from engine_agent.tickets import SALT_BYTES, load_signer
 from protocol.ticket import issue_ticket
@@ -29,6 +26,7 @@ from tests.console.novnc import ConsolePage, canvas_picture, console_state
 from tests.console.picture import Picture
 from tests.console.qemu import Guest
 from tests.e2e.conftest import ENGINE_FQDN, wait_for
+from tests.support.selfsigned import self_signed_pem
 from wsproxy_agent.paths import HostPaths
 
 # Setting up (a join, QEMU, Chromium) falls to the first test; the machine may be loaded.
@@ -111,19 +109,7 @@ def test_good_ticket_shows_the_firmware_screen(
 def other_engine() -> tuple[rsa.RSAPrivateKey, str]:
     """A key and self-signed certificate that claim the engine's name but are not its own."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ENGINE_FQDN)])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+    return key, self_signed_pem(key, ENGINE_FQDN, days=1)
 
 
 def refused_ticket(served: ServedProxy, guest: Guest, case: str) -> str:

@@ -11,10 +11,8 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,6 +24,7 @@ from protocol.ticket import (
     issue_ticket,
     verify_ticket,
 )
+from tests.support.selfsigned import self_signed_pem
 
 NOW = datetime(2026, 11, 22, 9, 58, tzinfo=UTC)
 SALT = bytes(range(8))
@@ -34,18 +33,7 @@ SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[Heal
 
 
 def make_cert(key: rsa.RSAPrivateKey, name: str) -> str:
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - timedelta(days=1))
-        .not_valid_after(NOW + timedelta(days=365))
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
+    return self_signed_pem(key, name, days=365, now=NOW)
 
 
 ENGINE_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)

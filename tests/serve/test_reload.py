@@ -4,17 +4,14 @@ and a broken new pair never takes the proxy down."""
 from __future__ import annotations
 
 import signal
-from datetime import UTC, datetime, timedelta
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from websockets.exceptions import ConnectionClosed
 
 from tests.e2e.conftest import wait_for
 from tests.serve.conftest import Echo, ServeHost, connect_to, peer_serial, run
+from tests.support.selfsigned import self_signed_pem
 
 
 async def _serial_of_a_new_connection(host: ServeHost, echo: Echo) -> int:
@@ -87,19 +84,7 @@ def test_sighup_reloads_at_once(serve_host: ServeHost, echo: Echo) -> None:
 
 
 def _engine_certificate(key: rsa.RSAPrivateKey) -> bytes:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "new-engine.serve.test")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM)
+    return self_signed_pem(key, "new-engine.serve.test", days=30).encode("ascii")
 
 
 def test_a_new_engine_certificate_is_trusted_for_tickets_from_then_on(
