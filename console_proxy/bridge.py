@@ -2,8 +2,9 @@
 
 Binary websocket messages go to the target's TCP stream as they are, and what the target
 sends goes back as binary messages. Each side waits for the other to take what it was
-given (websockets' send waits while its buffer is full, ``drain`` does for TCP), so a slow
-reader slows its sender down instead of filling memory.
+given (websockets' send waits while its buffer is full, ``drain`` does for TCP, and the
+target's reading pauses while its bytes wait), so a slow reader slows its sender down
+instead of filling memory.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
 from console_proxy.front import peer_of
+from console_proxy.target import TargetConnection
 from console_proxy.trust import TicketKey
 from protocol.ticket import ConsoleTarget, TicketError, verify_ticket
 from wsproxy_agent import logs
@@ -29,8 +31,6 @@ from wsproxy_agent import logs
 # How long a console's target may take to accept the TCP connection (and TLS, for
 # ssl_target) before the browser is told it is unreachable.
 CONNECT_TIMEOUT_S = 10.0
-# The most read from the target at a time, which becomes one websocket message.
-CHUNK_BYTES = 64 * 1024
 # How long closing the target's side may take (a TLS target's close_notify) before dropping it.
 TARGET_CLOSE_S = 5.0
 
@@ -54,17 +54,16 @@ class Bridge:
         target = await self._check(ws, who)
         if target is None:
             return
-        streams = await self._connect(ws, who, target)
-        if streams is None:
+        connection = await self._connect(ws, who, target)
+        if connection is None:
             return
-        reader, writer = streams
         where = f"{target.host}:{target.port}"
         self.log.info("console_opened", who=who, target=where, ssl_target=target.ssl_target)
         started = time.monotonic()
         traffic = Traffic()
         self.open_consoles += 1
         try:
-            ended_by = await self._carry(ws, reader, writer, traffic)
+            ended_by = await self._carry(ws, connection, traffic)
         finally:
             self.open_consoles -= 1
         self.log.info(
@@ -104,15 +103,16 @@ class Bridge:
 
     async def _connect(
         self, ws: ServerConnection, who: str, target: ConsoleTarget
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+    ) -> TargetConnection | None:
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                return await asyncio.open_connection(
+                _, connection = await asyncio.get_running_loop().create_connection(
+                    TargetConnection,
                     target.host,
                     target.port,
                     ssl=self.target_tls if target.ssl_target else None,
-                    limit=CHUNK_BYTES,
                 )
+                return connection
         except (OSError, TimeoutError) as exc:  # refused, unresolvable, TLS failed, too slow
             why = _unreachable_why(exc)
             self.log.warning(
@@ -128,13 +128,12 @@ class Bridge:
     async def _carry(
         self,
         ws: ServerConnection,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        target: TargetConnection,
         traffic: Traffic,
     ) -> str:
         """Carry bytes until either side ends; then close both. Says what ended it."""
-        to_target = asyncio.create_task(_client_to_target(ws, writer, traffic))
-        to_client = asyncio.create_task(_target_to_client(reader, ws, traffic))
+        to_target = asyncio.create_task(_client_to_target(ws, target, traffic))
+        to_client = asyncio.create_task(_target_to_client(target, ws, traffic))
         try:
             done, _ = await asyncio.wait(
                 {to_target, to_client}, return_when=asyncio.FIRST_COMPLETED
@@ -143,10 +142,10 @@ class Bridge:
             for task in (to_target, to_client):
                 task.cancel()
             await asyncio.gather(to_target, to_client, return_exceptions=True)
-            writer.close()
+            target.close()
             try:
                 async with asyncio.timeout(TARGET_CLOSE_S):
-                    await writer.wait_closed()
+                    await target.wait_closed()
             except (OSError, TimeoutError):
                 pass  # the target is gone either way
         ended_by: str = (to_target if to_target in done else to_client).result()
@@ -184,15 +183,15 @@ def _os_why(exc: OSError) -> str:
 
 
 async def _client_to_target(
-    ws: ServerConnection, writer: asyncio.StreamWriter, traffic: Traffic
+    ws: ServerConnection, target: TargetConnection, traffic: Traffic
 ) -> str:
     try:
         async for message in ws:
             if isinstance(message, str):
                 return "client_sent_text"
-            writer.write(message)
+            target.write(message)
             traffic.to_target += len(message)
-            await writer.drain()
+            await target.drain()
     except ConnectionClosed:
         pass  # an abnormal close from the client ends the console like a normal one
     except OSError as exc:
@@ -202,10 +201,10 @@ async def _client_to_target(
 
 
 async def _target_to_client(
-    reader: asyncio.StreamReader, ws: ServerConnection, traffic: Traffic
+    target: TargetConnection, ws: ServerConnection, traffic: Traffic
 ) -> str:
     try:
-        while data := await reader.read(CHUNK_BYTES):
+        while data := await target.read():
             await ws.send(data)
             traffic.to_client += len(data)
     except ConnectionClosed:

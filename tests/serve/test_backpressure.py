@@ -1,7 +1,8 @@
 """A side that stops reading stops its sender: the proxy buffers a bounded amount, not all.
 
 The bound is the kernel's socket buffers on both legs plus the proxy's own (websockets'
-queue of 16 messages of up to 1 MiB, one 64 KiB chunk): some tens of MiB at most. Without
+queue of 16 messages of up to 1 MiB, a few hundred KiB of the target's): some tens of MiB
+at most. Without
 backpressure the proxy would take everything, here 256 MiB, into memory.
 """
 
