@@ -39,10 +39,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n-- {key}: {module.__doc__.splitlines()[0]}", flush=True)
             ctx = BenchContext(quick=args.quick, workdir=workdir / key)
             ctx.workdir.mkdir()
+            ticks = machine.cpu_ticks()
             result = module.run(ctx)
+            # On a shared VM the host may run other guests on our cores: said beside each
+            # scenario, since it moves absolute figures (CPU %, latency) more than ratios.
+            ran_this = {**ran_on, machine.STOLEN: machine.stolen(ticks, machine.cpu_ticks())}
             print(report.terminal(result), flush=True)
+            print(f"   CPU time taken by other guests meanwhile: {ran_this[machine.STOLEN]}")
             if not args.quick:
-                report.save(result, ran_on, RESULTS)
+                report.save(result, ran_this, RESULTS)
                 charts.draw(result, CHARTS / f"{result.key}.png")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench.machine import STOLEN
 from bench.result import Check, Measure, ScenarioResult
 
 HEADER = """# Benchmarks
@@ -72,7 +73,7 @@ def markdown(entries: list[tuple[ScenarioResult, dict[str, str], str]]) -> str:
     machine = entries[0][1]
     out = [HEADER.format(cores=machine["cpu"].split(",")[0]).rstrip(), ""]
     out += ["| machine | |", "|---|---|"]
-    out += [f"| {k} | {v} |" for k, v in machine.items()]
+    out += [f"| {k} | {v} |" for k, v in machine.items() if k != STOLEN]
     out += ["", "## Targets", "", "| target | measured | bound | |", "|---|---:|---|---|"]
     for result, _, _ in entries:
         out += [check_line(c) for c in result.checks]
@@ -80,6 +81,12 @@ def markdown(entries: list[tuple[ScenarioResult, dict[str, str], str]]) -> str:
         out += ["", f"## {result.title}", ""]
         if ran_on["date"] != machine["date"]:
             out += [f"Measured in a separate run on {ran_on['date']}.", ""]
+        if STOLEN in ran_on:
+            out += [
+                f"While it ran, the hypervisor gave {ran_on[STOLEN]} of the machine's CPU time"
+                " to other guests (steal, /proc/stat).",
+                "",
+            ]
         out += measures_table(result)
         out += ["", f"![{result.title}](bench/charts/{result.key}.png)", ""]
         out += [analysis.format(**result.facts).strip()]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import report
+from bench import machine, report
 from bench.result import ScenarioResult
 from bench.stats import percentile, ratio, summarize
 
@@ -58,3 +58,17 @@ def test_results_survive_the_round_trip_through_json(tmp_path: Path) -> None:
     loaded, machine = report.load(tmp_path / "demo.json")
     assert machine == MACHINE
     assert loaded == sample_result()
+
+
+def test_each_scenario_says_how_much_cpu_other_guests_took_while_it_ran() -> None:
+    busy_neighbours = {**MACHINE, machine.STOLEN: "57 %"}
+    text = report.markdown([(sample_result(), busy_neighbours, "")])
+    assert "the hypervisor gave 57 % of the machine's CPU time to other guests" in text
+    assert "| cpu stolen |" not in text  # the scenario's, not the machine's, so not up top
+
+
+def test_stolen_share_is_steal_ticks_over_all_ticks() -> None:
+    assert machine.stolen((100, 1000), (400, 2000)) == "30 %"
+    assert machine.stolen((0, 0), (0, 0)) == "unknown"
+    steal, total = machine.cpu_ticks()
+    assert 0 <= steal <= total and total > 0  # this machine's own /proc/stat
