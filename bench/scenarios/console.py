@@ -501,23 +501,24 @@ one-console download proxy serve kept {ours_download_proxy_busy} of a core busy,
 machine ran. The proxy's CPU per GB carried depends much less on that: downloading, proxy
 serve spent {ours_download_cpu_per_gb} s per GB and websockify {theirs_download_cpu_per_gb} s
 ({consoles} at once: {ours_aggregate_cpu_per_gb} against {theirs_aggregate_cpu_per_gb} s);
-uploading, {ours_upload_cpu_per_gb} against {theirs_upload_cpu_per_gb} s. Where a downloading
-console's CPU goes (py-spy, 512 MiB through
-one console): in proxy serve, the socket send 20 % and recv 15 %, asyncio's StreamReader
-copying into and out of its buffer (``feed_data`` 16 %, ``read`` 9 %: console_proxy/bridge.py
-reads the target through ``asyncio.open_connection`` and ``reader.read(CHUNK_BYTES)``),
-asyncio's TLS encrypting into a memory BIO and copying the result out to the socket, in
-Python (``SSLObject.write`` 10 %, ``_process_outgoing``), websockets' framing (a copy per
-message); natively, send 20 %, recv 19 %, memcpy 17 %, brk 4 %. In websockify's child,
-``recv`` 40 % and ``SSLSocket.send`` 37 %, which encrypts straight into the socket, framing 5 %.
-Uploading, websockify loses what it gains there: it reads the client 4 KiB at a time,
-appending each piece to a bytes buffer (websocket.py ``_recv``), and goes back to ``select``
-after every TLS record (``SSLSocket.read`` 30 %, ``select`` 16 %, the appending 9 %). A reader in bridge.py that
-hands on the target's bytes objects as received, without StreamReader's buffer, measured 13 %
-less proxy CPU per GB downloaded in an interleaved trial (5.0 to 4.3 s, 12 transfers of 64 MiB
-each way); the rest of the gap is asyncio's TLS. One process is also one core: once the
+uploading, {ours_upload_cpu_per_gb} against {theirs_upload_cpu_per_gb} s. A download through
+ours used to cost half as much again as through websockify (3.28 against 2.14 s per GB, the
+one-console download 0.70 of websockify's MB/s); a profile (py-spy, 512 MiB through one
+console) found asyncio's StreamReader copying every byte into and out of its buffer
+(``feed_data`` 16 %, ``read`` 9 %) and websockets making every message wait for the socket to
+drain. Two changes brought it level: console_proxy/target.py reads the target as an asyncio
+protocol that hands on the bytes as they were read (13 % less CPU per GB), and the browser's
+side may hold 512 KiB before the sender waits, not websockets' default 32 KiB, less than one
+message (2.53 to 2.19 s per GB). What is left is asyncio's TLS, which encrypts into a memory
+BIO in Python (``SSLObject.write``, ``_process_outgoing``) where websockify's ``SSLSocket.send``
+encrypts straight into the socket, and websockets' framing, a copy per message. Uploading,
+websockify loses what it gains there: it reads the client 4 KiB at a time, appending each
+piece to a bytes buffer (websocket.py ``_recv``), and goes back to ``select`` after every TLS
+record (``SSLSocket.read`` 30 %, ``select`` 16 %, the appending 9 %). uvloop (libuv and a
+Cython TLS layer in place of asyncio's) was tried: 13 % less CPU per round trip, no faster a
+download and no lower a latency here, so not added. One process is also one core: once the
 proxy is what limits, websockify's process per console spreads over every core and ours does
-not.
+not; workers on a shared port (SO_REUSEPORT) would do the same for ours, not yet built.
 
 Added latency: 64-byte round trips, {consoles} consoles each sending one every
 {interval_ms} ms. Straight to the echo over TCP they took {direct_p50} ms at the median and
@@ -528,14 +529,17 @@ for both. The proxy's CPU per round trip was {ours_us_per_round_trip} µs for ou
 {theirs_us_per_round_trip} µs for websockify, but websockify's is spread over {consoles}
 processes that run side by side, while ours runs every console's messages one after the other
 in one event loop, so a message that arrives while another is handled waits; and per message,
-asyncio's pure-Python TLS and a task wake-up each way cost more than websockify's blocking
-calls: with one console at 500 round trips a second (measured apart), ours added about 0.2 ms
+asyncio's pure-Python TLS and a task wake-up each way take longer from arrival to answer than
+websockify's blocking calls, for less CPU in all: with one console at 500 round trips a second (measured apart), ours added about 0.2 ms
 more than websockify at the median, and its profile was ``SSLObject.read`` 14 % (asyncio's
 sslproto reads each record with ``read(256 KiB)``, then reads again until SSLWantReadError),
 the socket send 11 %, and the event loop's own bookkeeping about 14 %. The shared machine
 weighs on all of these: over the runs, the straight round trip's own median ranged from
 {direct_p50_low} to {direct_p50_high} ms and its p99 from {direct_p99_low} to
-{direct_p99_high} ms.
+{direct_p99_high} ms. Two full runs of the same code an hour apart gave a one-console
+download of 1.06 and 0.95 of websockify's MB/s, and a median added round trip 0.18 ms above
+websockify's and 0.18 ms below it: on this machine the two proxies are level on both, within
+what the machine moves, and the verdicts below can fall either way from run to run.
 
 Both used {cipher}, with the same certificate and key.
 """
