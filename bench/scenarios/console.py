@@ -536,10 +536,11 @@ sslproto reads each record with ``read(256 KiB)``, then reads again until SSLWan
 the socket send 11 %, and the event loop's own bookkeeping about 14 %. The shared machine
 weighs on all of these: over the runs, the straight round trip's own median ranged from
 {direct_p50_low} to {direct_p50_high} ms and its p99 from {direct_p99_low} to
-{direct_p99_high} ms. Two full runs of the same code an hour apart gave a one-console
-download of 1.06 and 0.95 of websockify's MB/s, and a median added round trip 0.18 ms above
-websockify's and 0.18 ms below it: on this machine the two proxies are level on both, within
-what the machine moves, and the verdicts below can fall either way from run to run.
+{direct_p99_high} ms. Three full runs of the same code on 2026-11-22 gave a one-console
+download of 1.06, 0.95 and 0.87 of websockify's MB/s, and a median added round trip 0.18 ms
+above websockify's, 0.18 ms below it, and 1.05 ms above it: the verdicts fall either
+way from run to run, and ours moves more with the machine, since everything it does waits
+for one process to be given a core.
 
 Both used {cipher}, with the same certificate and key.
 """

@@ -233,8 +233,9 @@ Read per thread over 20 s of a steady window on 2026-11-22 (/proc/PID/task, with
 taking over half the machine's CPU time): the main thread 9.5 % of a core, libzmq's I/O
 thread 4.1 %; py-spy on the main thread (40 s) found verification 29 % of its samples, the
 seen-id transaction 9 %, the once-a-second flush of the facts 7 %, the key lookup 5 %, and
-the rest spread over the receive pipeline as in the message-rate section. No part left is
-large enough that removing it alone would bring the engine under 10 % on this machine.
+the rest spread over the receive pipeline as in the message-rate section. Halving the
+seen-id transaction's share or the flush's would take a run like this one under 10 %, but
+by less than the spread between this run's own slices (the table's min and max).
 
 Memory: {idle_mb} MiB idle with the registry loaded, {end_mb} MiB with the fleet connected
 after {window} s, {per_proxy_kb} KiB per connected proxy (libzmq's buffers and Curve state
