@@ -506,10 +506,12 @@ ours used to cost half as much again as through websockify (3.28 against 2.14 s 
 one-console download 0.70 of websockify's MB/s); a profile (py-spy, 512 MiB through one
 console) found asyncio's StreamReader copying every byte into and out of its buffer
 (``feed_data`` 16 %, ``read`` 9 %) and websockets making every message wait for the socket to
-drain. Two changes brought it level: console_proxy/target.py reads the target as an asyncio
-protocol that hands on the bytes as they were read (13 % less CPU per GB), and the browser's
-side may hold 512 KiB before the sender waits, not websockets' default 32 KiB, less than one
-message (2.53 to 2.19 s per GB). What is left is asyncio's TLS, which encrypts into a memory
+drain. Two changes cut that: console_proxy/target.py reads the target as an asyncio protocol
+that hands on the bytes as they were read (13 % less CPU per GB), and the browser's side may
+hold 512 KiB before the sender waits, not websockets' default 32 KiB, less than one message
+(2.53 to 2.19 s per GB in an A/B run). In two full runs of three today ours then spent about
+what websockify did per GB (2.19 against 2.28 s, 2.43 against 2.48 s); in this one, above,
+more. What is left is asyncio's TLS, which encrypts into a memory
 BIO in Python (``SSLObject.write``, ``_process_outgoing``) where websockify's ``SSLSocket.send``
 encrypts straight into the socket, and websockets' framing, a copy per message. Uploading,
 websockify loses what it gains there: it reads the client 4 KiB at a time, appending each
