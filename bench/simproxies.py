@@ -41,20 +41,13 @@ from protocol import catalogue as cat
 from protocol import identity
 from protocol.codec import Value
 from protocol.envelope import seal
-from proxy_agent.health import NO_FILE_SHA256
-from tests.support.fleet import enter_as_enrolled
-from wsproxy_agent import __version__, control, transport
+from tests.support.fleet import HEALTHY, enter_as_enrolled
+from wsproxy_agent import control, transport
 from wsproxy_agent.paths import HostPaths
 
-# What proxy_agent.health.snapshot says of a healthy proxy; the serial is each proxy's
-# heartbeat count, in the width of a real certificate serial, so the engine's record of it
-# (the health column) shows which heartbeat it took last.
-HEALTH: dict[str, Value] = {
-    "service_active": True,
-    "cert_days_left": 300,
-    "setup_conf_sha256": NO_FILE_SHA256,
-    "agent_version": __version__,
-}
+# The serial added to each health body is the proxy's heartbeat count, in the width of a
+# real certificate serial, so the engine's record of it (the health column) shows which
+# heartbeat it took last.
 SERIAL_DIGITS = 32
 POLL_MS = 50
 READY_TIMEOUT_S = 120.0
@@ -293,7 +286,7 @@ class Worker:
     prepared: list[tuple[SimProxy, tuple[bytes, bytes]]] = field(default_factory=list)
 
     def heartbeat(self, p: SimProxy) -> bool:
-        if not self._send(p, cat.HEARTBEAT, {**HEALTH, "serial": serial(p.beats + 1)}, None):
+        if not self._send(p, cat.HEARTBEAT, {**HEALTHY, "serial": serial(p.beats + 1)}, None):
             return False
         p.beats += 1
         return True
@@ -303,7 +296,7 @@ class Worker:
         envelope = msgpack.unpackb(frames[0], raw=False)
         if envelope.get("type") != cat.STATUS_QUERY:
             return
-        body = {"enrolled": True, "fqdn": p.fqdn, **HEALTH, "serial": serial(p.beats)}
+        body = {"enrolled": True, "fqdn": p.fqdn, **HEALTHY, "serial": serial(p.beats)}
         if self._send(p, cat.STATUS_REPLY, body, envelope["id"]):
             self.replies += 1
         else:
@@ -396,7 +389,7 @@ class Worker:
         for _ in range(per_proxy):
             for p in self.proxies:
                 p.beats += 1
-                body = {**HEALTH, "serial": serial(p.beats)}
+                body = {**HEALTHY, "serial": serial(p.beats)}
                 sealed = seal(
                     p.key,
                     cat.HEARTBEAT,

@@ -29,6 +29,7 @@ from protocol import catalogue as cat
 from protocol import identity
 from protocol.envelope import seal, signed_bytes
 from tests.e2e.conftest import Hosts, host_pair
+from tests.support.fleet import HEALTHY
 
 CPU_TARGET = 10.0  # % of one core
 RSS_TARGET_MB = 150.0
@@ -70,7 +71,7 @@ def verify_us(count: int) -> tuple[float, float]:
     """One heartbeat's signature check alone, in a tight loop: microseconds of CPU, as the
     engine checks it (libsodium) and as OpenSSL would."""
     key = identity.generate()
-    body = {**simproxies.HEALTH, "serial": simproxies.serial(1)}
+    body = {**HEALTHY, "serial": simproxies.serial(1)}
     sealed = seal(key, cat.HEARTBEAT, body, recipient="SHA256:" + "A" * 43, now_ms=0)
     public, data, signature = key.public_key(), signed_bytes(sealed.frames[0]), sealed.frames[1]
     started = time.process_time()

@@ -30,6 +30,7 @@ from protocol import catalogue as cat
 from protocol import identity
 from protocol.envelope import seal, signed_bytes
 from tests.e2e.conftest import Hosts, host_pair
+from tests.support.fleet import HEALTHY
 
 TARGET = 0.7
 LIVE_TIMEOUT_S = 20.0
@@ -45,7 +46,7 @@ def crypto_bound(exchanges: int) -> tuple[float, float]:
     reply = seal(
         proxy_key,
         cat.STATUS_REPLY,
-        {"enrolled": True, "fqdn": "sim0000.fleet.bench", **simproxies.HEALTH, "serial": "1" * 32},
+        {"enrolled": True, "fqdn": "sim0000.fleet.bench", **HEALTHY, "serial": "1" * 32},
         recipient=engine_fp,
         now_ms=now,
         re=query.id,

@@ -12,13 +12,8 @@ from protocol.envelope import seal
 from tests.attacks.conftest import Target
 from tests.attacks.forge import Refusals, assert_silent, envelope, now_ms, signed
 from tests.e2e.rawclient import csr, tls_key
+from tests.support.fleet import HEALTHY
 
-HEALTH = {
-    "service_active": True,
-    "cert_days_left": 300,
-    "setup_conf_sha256": "0" * 64,
-    "agent_version": "0.1.0",
-}
 NO_SIGNATURE = bytes(64)
 
 
@@ -72,7 +67,7 @@ def test_enrolled_only_types_from_an_unenrolled_key_are_refused(target: Target) 
     stranger = target.attacker()  # a key the engine never enrolled, signing correctly
     refusals = Refusals(target, stranger.fp)
     enrolled_only = {
-        cat.HEARTBEAT: HEALTH,
+        cat.HEARTBEAT: HEALTHY,
         cat.INSTALL_REPORT: {"ok": True, "serial": target.enrolled()["serial"]},
         cat.RENEW_REQUEST: {"csr": csr(tls_key("ec"), "stranger.e2e.test")},
     }
@@ -97,14 +92,14 @@ def test_versions_outside_ours_are_refused_before_the_signature(target: Target) 
         sealed = seal(
             legit.key,
             cat.HEARTBEAT,
-            HEALTH,
+            HEALTHY,
             recipient=legit.engine_fp,
             now_ms=now_ms(),
             version=version,
         )
         legit.send_frames(list(sealed.frames))
     # The same with a signature that cannot verify: still the version refusal.
-    unsigned = envelope(legit, cat.HEARTBEAT, HEALTH, v=newer)
+    unsigned = envelope(legit, cat.HEARTBEAT, HEALTHY, v=newer)
     legit.send_frames([signed(legit.key, unsigned)[0], NO_SIGNATURE])
 
     assert_silent(legit)

@@ -14,13 +14,7 @@ from engine_agent.admission import ANSWERS
 from protocol import catalogue as cat
 from tests.attacks.conftest import Target
 from tests.attacks.forge import HOUR_MS, envelope, now_ms, signed
-
-HEALTH = {
-    "service_active": True,
-    "cert_days_left": 300,
-    "setup_conf_sha256": "0" * 64,
-    "agent_version": "0.1.0",
-}
+from tests.support.fleet import HEALTHY
 
 
 def test_unknown_senders_get_a_bounded_number_of_signed_answers(target: Target) -> None:
@@ -28,7 +22,7 @@ def test_unknown_senders_get_a_bounded_number_of_signed_answers(target: Target) 
     attacker = target.attacker()
     answered, started = 0, time.monotonic()
     for _ in range(20):
-        stale = envelope(attacker, cat.HEARTBEAT, HEALTH, ts=now_ms() - HOUR_MS)
+        stale = envelope(attacker, cat.HEARTBEAT, HEALTHY, ts=now_ms() - HOUR_MS)
         attacker.send_frames(signed(attacker.key, stale))
         reply = attacker.reply(1.0)
         if reply is not None:
@@ -40,7 +34,7 @@ def test_unknown_senders_get_a_bounded_number_of_signed_answers(target: Target) 
     assert answered < 20
     # Another address is answered still: the bound is per address.
     other = target.attacker(source="127.0.0.3")
-    other.send_frames(signed(other.key, envelope(other, cat.HEARTBEAT, HEALTH, ts=0)))
+    other.send_frames(signed(other.key, envelope(other, cat.HEARTBEAT, HEALTHY, ts=0)))
     reply = other.reply(5.0)
     assert reply is not None and reply.body["code"] == "expired"
     target.assert_serves_legit()

@@ -28,26 +28,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from engine_agent.registry import Registry
 from protocol import catalogue as cat
 from protocol import identity
-from protocol.codec import Value
 from proxy_agent import schedule
 from proxy_agent.daemon import POLL_S
-from proxy_agent.health import NO_FILE_SHA256
 from proxy_agent.link import EngineLink
 from tests.e2e.conftest import Hosts, wait_for
-from tests.support.fleet import enter_as_enrolled
-from wsproxy_agent import __version__, control, transport
+from tests.support.fleet import HEALTHY, enter_as_enrolled
+from wsproxy_agent import control, transport
 from wsproxy_agent.paths import HostPaths
 
 FLEET = 200
 # The default interval: after the restart only each proxy's first, randomly delayed beat
 # falls in the measured window, which is the one the policy spreads.
 HEARTBEAT_INTERVAL_S = 30
-HEALTH: dict[str, Value] = {
-    "service_active": True,
-    "cert_days_left": 300,
-    "setup_conf_sha256": NO_FILE_SHA256,
-    "agent_version": __version__,
-}
 WINDOW_S = 0.1
 # Each proxy's first reconnect delay is drawn from RECONNECT_MS, a band 600 ms wide: about
 # 33 proxies a 100 ms on average (measured busiest 100 ms: 38-50). 80, 40% of the fleet,
@@ -105,12 +97,12 @@ class SimulatedProxy:
                     next_beat = time.monotonic() + delay
                     self.beat_due.append(time.time() + delay)
             beat_now = up and time.monotonic() >= next_beat
-            if beat_now and self.link.send(cat.HEARTBEAT, HEALTH) is not None:
+            if beat_now and self.link.send(cat.HEARTBEAT, HEALTHY) is not None:
                 self.beats.append(time.time())
                 next_beat = time.monotonic() + HEARTBEAT_INTERVAL_S
             msg = self.link.receive(POLL_S)
             if msg is not None and msg.type == cat.STATUS_QUERY:
-                reply = {"enrolled": True, "fqdn": self.fqdn, **HEALTH}
+                reply = {"enrolled": True, "fqdn": self.fqdn, **HEALTHY}
                 self.link.send(cat.STATUS_REPLY, reply, re=msg.id)
 
 

@@ -23,16 +23,8 @@ from protocol import catalogue as cat
 from protocol import identity
 from protocol.envelope import seal
 from protocol.states import EngineEvent
-from proxy_agent.health import NO_FILE_SHA256
 from tests.e2e.conftest import host_pair, short_tempdir
-from wsproxy_agent import __version__
-
-HEALTH = {
-    "service_active": True,
-    "cert_days_left": 300,
-    "setup_conf_sha256": NO_FILE_SHA256,
-    "agent_version": __version__,
-}
+from tests.support.fleet import HEALTHY
 
 
 def enrolled(registry: Registry, count: int) -> list[Ed25519PrivateKey]:
@@ -75,7 +67,7 @@ def heartbeat(engine: EngineDaemon, n: int) -> list[zmq.Frame]:
     sealed = seal(
         key,
         cat.HEARTBEAT,
-        HEALTH,
+        HEALTHY,
         recipient=engine.fingerprint,
         now_ms=time.time_ns() // 1_000_000,
     )

@@ -15,8 +15,20 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from engine_agent.registry import Registry
 from protocol import identity
+from protocol.codec import Value
 from protocol.states import EngineEvent
+from proxy_agent.health import NO_FILE_SHA256
+from wsproxy_agent import __version__
 from wsproxy_agent.paths import HostPaths
+
+# What proxy_agent.health.snapshot says of a healthy proxy: the body of a heartbeat, and
+# most of a status reply's.
+HEALTHY: dict[str, Value] = {
+    "service_active": True,
+    "cert_days_left": 300,
+    "setup_conf_sha256": NO_FILE_SHA256,
+    "agent_version": __version__,
+}
 
 
 def enter_as_enrolled(
