@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 import zmq
 
-from engine_agent import rotation
+from engine_agent import rotation, status
 from engine_agent.activation import ActivationFailed, EngineSwitch
 from engine_agent.admission import Admission, Blocked, peer_of
 from engine_agent.enrollment import TRUSTED_STATES, Bundle, Enrollment, Reply
@@ -35,7 +35,7 @@ from protocol.envelope import Message, seal
 from protocol.errors import ClockSkew, InternalError, ProtocolError, RateLimited, WrongRecipient
 from protocol.receive import Receiver
 from protocol.states import EngineEvent, EngineState
-from wsproxy_agent import logs, sdnotify, transport
+from wsproxy_agent import logs, sdnotify, status_report, transport
 from wsproxy_agent.control import ControlServer, Request
 
 POLL_MS = 200
@@ -549,14 +549,13 @@ class EngineDaemon:
     def _on_control(self, request: dict[str, Any]) -> dict[str, Any] | None:
         op = request.get("op")
         if op == "ping":
-            return {
-                "ok": True,
-                "pid": os.getpid(),
-                "listen": self.settings.listen,
-                "fingerprint": self.fingerprint,
-                "started_at": self.started_at,
-                "activating": sorted(self.activating),
-            }
+            return self._ping_answer()
+        if op == "status":
+            # Built here, where its modules are loaded already, so that the command line
+            # starts with none of them (a status is mostly its process start-up).
+            return status_report.answer_for_control(
+                lambda: status.report(self.paths, self._ping_answer()), self.log
+            )
         if op == "activate":
             fqdn = str(request.get("fqdn", ""))
             proxy = self.registry.proxy(fqdn)
@@ -580,6 +579,16 @@ class EngineDaemon:
         if op == "revoked":
             return {"ok": True, "notified": self._push_revoke(str(request.get("fqdn", "")))}
         return {"ok": False, "error": f"unknown operation {op!r}"}
+
+    def _ping_answer(self) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "pid": os.getpid(),
+            "listen": self.settings.listen,
+            "fingerprint": self.fingerprint,
+            "started_at": self.started_at,
+            "activating": sorted(self.activating),
+        }
 
     def _start_live(self, request: dict[str, Any]) -> dict[str, Any] | None:
         timeout = min(max(float(request.get("timeout", 3)), 0.1), 30.0)

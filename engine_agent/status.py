@@ -1,8 +1,9 @@
 """``status`` on the engine host: the daemon, the CA, and every proxy the registry knows.
 
-Reads the registry and the config from disk, so it reports even when the daemon is down,
-and asks the daemon over the control socket only whether it is alive. Every problem comes
-with the command that fixes it.
+Built from the registry and the config on disk. A running daemon builds it (the ``status``
+control operation) so that the command line need not load this module; when none answers,
+the command line builds it itself, so it reports even when the daemon is down. Every
+problem comes with the command that fixes it.
 """
 
 from __future__ import annotations
@@ -21,12 +22,10 @@ EXPIRY_WARNING_DAYS = 30
 START = "systemctl start wsproxy-agent-engine"
 
 
-def report(
-    paths: HostPaths, live: bool = False, live_timeout: float = 3.0, live_fqdn: str | None = None
-) -> dict[str, Any]:
+def report(paths: HostPaths, ping: dict[str, Any] | None) -> dict[str, Any]:
+    """The report, given the daemon's answer to a ping (None: no daemon answers)."""
     problems: list[dict[str, str]] = []
     settings = config.load(paths.engine_toml, config.ENGINE_DEFAULTS)
-    ping = control.ask(paths.engine_control, {"op": "ping"})
     if ping is None:
         problems.append(problem("The engine daemon is not running.", START))
     registry = Registry(paths.registry)
@@ -99,39 +98,41 @@ def report(
         "pending": pending,
         "rejected or revoked": other,
     }
-    live_answers = None
-    if live:
-        request: dict[str, Any] = {"op": "live", "timeout": live_timeout}
-        if live_fqdn is not None:
-            request["fqdn"] = live_fqdn
-        answer = control.ask(
-            paths.engine_control, request, timeout_ms=int(live_timeout * 1000) + 2000
-        )
-        if answer is None:
-            problems.append(
-                problem("--live needs the engine daemon, which does not answer.", START)
-            )
-        elif not answer.get("ok"):
-            problems.append(problem(f"--live: {answer.get('error')}.", "wsproxy-agent keys list"))
-        else:
-            live_answers = answer.get("answers", {})
-            sections["live"] = [_live_line(fqdn, a) for fqdn, a in sorted(live_answers.items())]
-            silent = sorted(fqdn for fqdn, a in live_answers.items() if a is None)
-            if silent:
-                problems.append(
-                    problem(
-                        f"No answer within {live_timeout:g} s from: {', '.join(silent)}",
-                        "on each: systemctl restart wsproxy-agent-proxy",
-                    )
-                )
     return {
         "role": "engine",
-        "live": live_answers,
+        "live": None,
         "facts": facts,
         "sections": sections,
         "proxies": rows,
         "problems": problems,
     }
+
+
+def add_live(report: dict[str, Any], paths: HostPaths, timeout: float, fqdn: str | None) -> None:
+    """Ask every connected proxy (or only ``fqdn``) through the daemon, and add who answered."""
+    problems = report["problems"]
+    request: dict[str, Any] = {"op": "live", "timeout": timeout}
+    if fqdn is not None:
+        request["fqdn"] = fqdn
+    answer = control.ask(paths.engine_control, request, timeout_ms=int(timeout * 1000) + 2000)
+    if answer is None:
+        problems.append(problem("--live needs the engine daemon, which does not answer.", START))
+    elif not answer.get("ok"):
+        problems.append(problem(f"--live: {answer.get('error')}.", "wsproxy-agent keys list"))
+    else:
+        live_answers = answer.get("answers", {})
+        report["live"] = live_answers
+        report["sections"]["live"] = [
+            _live_line(name, a) for name, a in sorted(live_answers.items())
+        ]
+        silent = sorted(name for name, a in live_answers.items() if a is None)
+        if silent:
+            problems.append(
+                problem(
+                    f"No answer within {timeout:g} s from: {', '.join(silent)}",
+                    "on each: systemctl restart wsproxy-agent-proxy",
+                )
+            )
 
 
 def renewal_due(p: Proxy, now: int) -> dict[str, Any] | None:

@@ -17,13 +17,13 @@ from protocol import catalogue as cat
 from protocol import identity
 from protocol.errors import ProtocolError
 from protocol.joinstring import b64
-from proxy_agent import health, schedule, state
+from proxy_agent import health, schedule, state, status
 from proxy_agent.clock import ClockWatch
 from proxy_agent.exclusive import Busy
 from proxy_agent.join import Join, JoinOptions, unfinished_since
 from proxy_agent.link import EngineLink
 from proxy_agent.settings import ProxySettings
-from wsproxy_agent import config, logs, sdnotify
+from wsproxy_agent import config, logs, sdnotify, status_report
 from wsproxy_agent.control import ControlServer
 from wsproxy_agent.errors import AgentError
 from wsproxy_agent.files import InstallError
@@ -281,11 +281,18 @@ class ProxyDaemon:
         self.relink = True
 
     def _on_control(self, request: dict[str, Any]) -> dict[str, Any]:
+        ping = {
+            "ok": True,
+            "pid": os.getpid(),
+            "engine": self.settings.engine,
+            "jitter": self.jitter,
+        }
         if request.get("op") == "ping":
-            return {
-                "ok": True,
-                "pid": os.getpid(),
-                "engine": self.settings.engine,
-                "jitter": self.jitter,
-            }
+            return ping
+        if request.get("op") == "status":
+            # Built here, where its modules are loaded already, so that the command line
+            # starts with none of them (a status is mostly its process start-up).
+            return status_report.answer_for_control(
+                lambda: status.report(self.paths, ping), self.log
+            )
         return {"ok": False, "error": "unknown operation"}

@@ -1,8 +1,9 @@
 """``status`` on the proxy host: enrollment, the certificate, the installed files.
 
-Reads proxy.toml, the saved state and the files themselves, so it reports even when the
-daemon is down; it asks the daemon only whether it is alive. Every problem comes with the
-command that fixes it.
+Built from proxy.toml, the saved state and the files themselves. A running daemon builds it
+(the ``status`` control operation) so that the command line need not load this module; when
+none answers, the command line builds it itself, so it reports even when the daemon is down.
+Every problem comes with the command that fixes it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any, get_args
 
 from protocol import renewal
 from proxy_agent import install, setup_conf, state
-from wsproxy_agent import config, control
+from wsproxy_agent import config
 from wsproxy_agent.paths import HostPaths
 from wsproxy_agent.status_report import problem, when
 
@@ -32,11 +33,11 @@ STEP_NAMES = {
 }
 
 
-def report(paths: HostPaths) -> dict[str, Any]:
+def report(paths: HostPaths, ping: dict[str, Any] | None) -> dict[str, Any]:
+    """The report, given the daemon's answer to a ping (None: no daemon answers)."""
     problems: list[dict[str, str]] = []
     settings = config.load(paths.proxy_toml, config.PROXY_DEFAULTS)
     saved = state.load(paths.proxy_state)
-    ping = control.ask(paths.proxy_control, {"op": "ping"})
     enrolled = bool(saved.get("serial")) and saved.get("enrollment") in ("active", "enrolled")
     now = int(time.time())
     not_after = saved.get("not_after")

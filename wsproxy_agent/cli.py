@@ -8,6 +8,7 @@ and this package imports neither agent (arrows point down, DESIGN §3).
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -108,14 +109,20 @@ def status(
     from wsproxy_agent.paths import HostPaths
 
     paths = HostPaths.under(root_of(ctx))
+
+    def built_here(module: str) -> Callable[[dict[str, Any] | None], dict[str, Any]]:
+        return lambda ping: importlib.import_module(module).report(paths, ping)
+
     reports: list[dict[str, Any]] = []
     if paths.engine_toml.exists():
-        live = live or live_fqdn is not None
-        reports.append(
-            importlib.import_module("engine_agent.status").report(paths, live, timeout, live_fqdn)
-        )
+        engine = status_report.gather(paths.engine_control, built_here("engine_agent.status"))
+        if live or live_fqdn is not None:
+            importlib.import_module("engine_agent.status").add_live(
+                engine, paths, timeout, live_fqdn
+            )
+        reports.append(engine)
     if paths.proxy_toml.exists():
-        reports.append(importlib.import_module("proxy_agent.status").report(paths))
+        reports.append(status_report.gather(paths.proxy_control, built_here("proxy_agent.status")))
     if not reports:
         reports.append(status_report.not_set_up(paths))
     if as_json:

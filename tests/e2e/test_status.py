@@ -11,7 +11,7 @@ from typing import Any
 
 from cryptography import x509
 
-from tests.e2e.conftest import PROXY_FQDN, Hosts, joined, wait_for
+from tests.e2e.conftest import PROXY_FQDN, Hosts, joined, log_events, wait_for
 from wsproxy_agent import control
 from wsproxy_agent.paths import HostPaths
 
@@ -199,3 +199,20 @@ def test_a_join_that_cannot_reach_the_engine_says_how_to_fix_it(hosts: Hosts) ->
     # The file now holds that error, but the daemon still needs a finished join to run.
     run = h.cli(h.proxy, "proxy", "run", timeout=20)
     assert run.returncode == 1 and "proxy join" in run.stderr
+
+
+def test_a_config_broken_on_disk_costs_a_status_call_not_the_daemon(running: Hosts) -> None:
+    h = joined(running)
+    h.start_proxy()
+    for root, role, log in ((h.engine, "engine", h.engine_log), (h.proxy, "proxy", h.proxy_log)):
+        toml = root / f"etc/wsproxy-agent/{role}.toml"
+        good = toml.read_text()
+        toml.write_text(good + "\n[half written\n")  # an editor's save cut short
+        broken = h.cli(root, "status")
+        assert broken.returncode != 0 and "is not valid TOML" in broken.stderr, broken
+        assert "Traceback" not in broken.stderr
+        [failed] = log_events(log(), "status_report_failed")
+        assert "is not valid TOML" in str(failed["why"])
+
+        toml.write_text(good)
+        assert "running (pid" in h.cli(root, "status").stdout, f"the {role} daemon stopped"

@@ -1,5 +1,7 @@
-"""``status`` stays on its lean path: it answers from the registry, the config and one ping,
-so it loads none of the cryptography, logging, message or daemon code, nor the other commands.
+"""``status`` stays on its lean path. With its daemon running it prints the report the daemon
+built and loads none of the agents' code; with the daemon down it builds the report from the
+registry or the state file itself, and still loads none of the cryptography, logging, message
+or daemon code, nor the other commands.
 
 An administrator types it often and monitoring runs it every minute; each of those imports
 would add tens of milliseconds to every call (bench/scenarios/status.py measures the whole).
@@ -42,6 +44,16 @@ NOT_FOR_STATUS = {
 }
 # The engine's status writes nothing: the atomic file writer (hashlib, secrets) stays unloaded.
 NOT_FOR_ENGINE_STATUS = NOT_FOR_STATUS | {"wsproxy_agent.files"}
+# What the report is built from, which the daemon has loaded already.
+# (protocol.names is needed here too: the paths module checks a proxy's name with it.)
+BUILT_BY_THE_DAEMON = {
+    "engine_agent",
+    "proxy_agent",
+    "protocol.renewal",
+    "protocol.states",
+    "sqlite3",
+    "tomllib",
+}
 
 
 def loaded_by_status(root: Path) -> tuple[int, str, set[str]]:
@@ -58,16 +70,30 @@ def unwanted(loaded: set[str], packages: set[str]) -> list[str]:
     return sorted(m for m in loaded if any(m == p or m.startswith(p + ".") for p in packages))
 
 
-def test_status_on_both_hosts_loads_only_what_it_reports_from(running: Hosts) -> None:
+def test_with_its_daemon_running_status_loads_none_of_the_agents_code(running: Hosts) -> None:
     h = joined(running)
     h.start_proxy()
+    for root, role, fact in ((h.engine, "engine", "fingerprint"), (h.proxy, "proxy", "serial")):
+        code, report, loaded = loaded_by_status(root)
+        # The real path, not an early error: a full report from a host whose daemon answers.
+        assert code == 0 and report.startswith(f"{role} agent"), report
+        assert "running (pid" in report and f"  {fact}  " in report, report
+        assert unwanted(loaded, NOT_FOR_STATUS | BUILT_BY_THE_DAEMON) == [], f"{role} host"
+
+
+def test_with_its_daemon_down_status_builds_the_report_and_loads_only_that(
+    running: Hosts,
+) -> None:
+    h = joined(running)  # the proxy daemon is not started; the engine's is stopped below
+    for proc in h.daemons:
+        proc.terminate()
+        proc.wait(timeout=10)
     for root, role, not_needed in (
         (h.engine, "engine", NOT_FOR_ENGINE_STATUS),
         (h.proxy, "proxy", NOT_FOR_STATUS),
     ):
         code, report, loaded = loaded_by_status(root)
-        # The real path, not an early error: a full report from a host whose daemon answers.
-        assert code == 0 and report.startswith(f"{role} agent"), report
-        assert "running (pid" in report, report
+        assert code == 1 and report.startswith(f"{role} agent"), report
+        assert f"The {role} daemon is not running." in report, report
         assert f"{role}_agent.status" in loaded
         assert unwanted(loaded, not_needed) == [], f"status on the {role} host"
