@@ -77,7 +77,7 @@ def heartbeat(engine: EngineDaemon, n: int) -> list[zmq.Frame]:
 def ids_on_disk(engine: EngineDaemon) -> set[bytes]:
     db = sqlite3.connect(engine.paths.seen_ids)
     try:
-        return {bytes(r[0]) for r in db.execute("SELECT id FROM seen")}
+        return {bytes(r[0]) for r in db.execute("SELECT id FROM seen_window")}
     finally:
         db.close()
 

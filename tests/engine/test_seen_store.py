@@ -14,7 +14,7 @@ def on_disk(path: Path) -> set[bytes]:
     """What another process (the engine after a crash) would read."""
     db = sqlite3.connect(path)
     try:
-        return {bytes(row[0]) for row in db.execute("SELECT id FROM seen")}
+        return {bytes(row[0]) for row in db.execute("SELECT id FROM seen_window")}
     finally:
         db.close()
 
@@ -42,3 +42,20 @@ def test_a_batch_that_fails_leaves_nothing_behind(tmp_path: Path) -> None:
     store.add_all([good])  # and the store goes on working
     assert on_disk(path) == {good[0]}
     store.close()
+
+
+def test_the_ids_of_an_engine_before_the_time_keyed_table_are_kept(tmp_path: Path) -> None:
+    path = tmp_path / "seen-ids.sqlite"
+    former = sqlite3.connect(path)
+    former.execute("CREATE TABLE seen (id BLOB PRIMARY KEY, ts INTEGER NOT NULL)")
+    former.executemany("INSERT INTO seen VALUES (?, ?)", [(b"a" * 16, 1_000), (b"b" * 16, 2_000)])
+    former.commit()
+    former.close()
+    store = SeenStore(path)
+    assert sorted(store.since(0)) == [(b"a" * 16, 1_000), (b"b" * 16, 2_000)]
+    store.close()
+    db = sqlite3.connect(path)
+    tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    db.close()
+    assert tables == {"seen_window"}
+    assert sorted(SeenStore(path).since(1_500)) == [(b"b" * 16, 2_000)]  # opened again: as is
