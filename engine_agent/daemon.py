@@ -297,7 +297,8 @@ class EngineDaemon:
     def _on_batch(self, batch: list[list[zmq.Frame]]) -> None:
         """Check each message, put the ids of those accepted on disk in one transaction, and
         only then act on them: an id is on disk before its message takes effect."""
-        accepted = [a for a in map(self._accept, batch) if a is not None]
+        with self.registry.other_commits_looked_for_once():
+            accepted = [a for a in map(self._accept, batch) if a is not None]
         if not accepted:
             return
         self.seen_store.add_all([(a.msg.id, a.msg.ts) for a in accepted])

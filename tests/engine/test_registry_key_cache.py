@@ -89,3 +89,39 @@ def test_a_change_of_this_process_before_a_flush_is_not_absorbed(tmp_path: Path)
     registry.flush_heard()
     holder = registry.key_holder(fingerprint)
     assert holder is not None and holder.state == EngineState.REVOKED
+
+
+def test_a_batch_asks_sqlite_for_other_commits_once(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "registry.sqlite")
+    fingerprints = [enroll(registry, f"p{n}.example.test") for n in range(3)]
+    asked: list[str] = []
+    registry._db.set_trace_callback(
+        lambda sql: asked.append(sql) if "data_version" in sql else None
+    )
+    with registry.other_commits_looked_for_once():
+        for fingerprint in fingerprints * 2:
+            assert registry.key_holder(fingerprint) is not None
+    assert len(asked) == 1
+
+
+def test_a_delete_during_a_batch_is_seen_by_the_next_one(tmp_path: Path) -> None:
+    daemon = Registry(tmp_path / "registry.sqlite")
+    fingerprint = enroll(daemon, "p1.example.test")
+    command_line = Registry(tmp_path / "registry.sqlite")
+    with daemon.other_commits_looked_for_once():
+        assert daemon.key_holder(fingerprint) is not None
+        with command_line.transaction() as db:
+            db.execute("DELETE FROM proxies WHERE fingerprint = ?", (fingerprint,))
+    with daemon.other_commits_looked_for_once():
+        assert daemon.key_holder(fingerprint) is None
+    assert daemon.key_holder(fingerprint) is None  # and outside any batch
+
+
+def test_a_change_of_this_process_during_a_batch_is_seen_at_once(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "registry.sqlite")
+    fingerprint = enroll(registry, "p1.example.test")
+    with registry.other_commits_looked_for_once():
+        assert registry.key_holder(fingerprint) is not None
+        registry.transition("p1.example.test", EngineEvent.REVOKE, actor="test", why="test")
+        holder = registry.key_holder(fingerprint)
+        assert holder is not None and holder.state == EngineState.REVOKED
