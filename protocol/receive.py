@@ -42,6 +42,17 @@ from protocol.errors import (
 from protocol.replay import SeenIds
 
 _FINGERPRINT = re.compile(catalogue.FINGERPRINT_PATTERN)
+_HEADER_NAMES = frozenset(HEADER_FIELDS)
+_HEADER_TYPES: dict[str, tuple[type, ...]] = {
+    "v": (int,),
+    "type": (str,),
+    "id": (bytes,),
+    "re": (bytes, type(None)),
+    "ts": (int,),
+    "from": (str,),
+    "to": (str,),
+    "body": (dict,),
+}
 
 KeyLookup = Callable[[str], Ed25519PublicKey | None]
 # The caller's say on whether this peer may have this type of message looked at further: it
@@ -145,19 +156,9 @@ class Receiver:
 
     def _decode_header(self, payload: bytes) -> dict[str, Value]:
         envelope = codec.decode(payload, self.limits)
-        if not isinstance(envelope, dict) or set(envelope) != set(HEADER_FIELDS):
+        if not isinstance(envelope, dict) or envelope.keys() != _HEADER_NAMES:
             raise BadRequest(f"The envelope must be a map of exactly {', '.join(HEADER_FIELDS)}.")
-        expected: dict[str, tuple[type, ...]] = {
-            "v": (int,),
-            "type": (str,),
-            "id": (bytes,),
-            "re": (bytes, type(None)),
-            "ts": (int,),
-            "from": (str,),
-            "to": (str,),
-            "body": (dict,),
-        }
-        for name, kinds in expected.items():
+        for name, kinds in _HEADER_TYPES.items():
             value = envelope[name]
             if isinstance(value, bool) or not isinstance(value, kinds):
                 raise BadRequest(f"Envelope field {name!r} has the wrong type.")

@@ -23,6 +23,12 @@ class Str:
     max_len: int
     pattern: str | None = None
     choices: frozenset[str] | None = None
+    # Compiled once: re's own cache lookup was half the cost of checking a short field.
+    _matcher: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        matcher = re.compile(self.pattern) if self.pattern is not None else None
+        object.__setattr__(self, "_matcher", matcher)
 
     def check(self, name: str, value: Value) -> None:
         if not isinstance(value, str):
@@ -31,7 +37,7 @@ class Str:
             raise BadRequest(f"Field {name!r} is longer than {self.max_len} characters.")
         if self.choices is not None and value not in self.choices:
             raise BadRequest(f"Field {name!r} must be one of {sorted(self.choices)}.")
-        if self.pattern is not None and re.fullmatch(self.pattern, value) is None:
+        if self._matcher is not None and self._matcher.fullmatch(value) is None:
             raise BadRequest(f"Field {name!r} is not in the expected form.")
 
 
