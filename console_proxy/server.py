@@ -2,6 +2,7 @@
 
 SIGHUP (systemd's ExecReload) reads the certificate, key and CERT_FOR_DATA_VERIFICATION
 again at once; they are also read again whenever a new connection finds them changed.
+One process's server; console_proxy/workers.py forks several of them (--workers).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import errno
 import logging
 import signal
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection, serve
@@ -41,8 +43,12 @@ class ListenError(AgentError):
     """The proxy's address cannot be listened on."""
 
 
-def listen_socket(settings: ServeSettings) -> socket.socket:
-    """oVirt's choice of address: PROXY_HOST resolved, IPv4 first unless SOURCE_IS_IPV6."""
+def listen_socket(settings: ServeSettings, reuse_port: bool = False) -> socket.socket:
+    """oVirt's choice of address: PROXY_HOST resolved, IPv4 first unless SOURCE_IS_IPV6.
+
+    ``reuse_port``: one of several sockets on that address, the kernel spreading new
+    connections over them (SO_REUSEPORT), one per worker process.
+    """
     family = socket.AF_INET6 if settings.source_is_ipv6 else socket.AF_INET
     host = settings.proxy_host
     where = f"{host}:{settings.proxy_port}"
@@ -61,7 +67,10 @@ def listen_socket(settings: ServeSettings) -> socket.socket:
         # '*' with SOURCE_IS_IPV6 takes IPv4 too, as on oVirt's hosts (Linux's default).
         dualstack = address == "::" and socket.has_dualstack_ipv6()
         return socket.create_server(
-            (address, settings.proxy_port), family=family, dualstack_ipv6=dualstack
+            (address, settings.proxy_port),
+            family=family,
+            dualstack_ipv6=dualstack,
+            reuse_port=reuse_port,
         )
     except OSError as exc:
         hint = (
@@ -79,21 +88,55 @@ def select_subprotocol(
     return BINARY if BINARY in offered else None
 
 
-async def serve_consoles(settings: ServeSettings, log: Any) -> None:
-    if settings.trace_enable:
-        log.warning("trace_ignored", why="TRACE_ENABLE is set; proxy serve records no traffic")
-    assert settings.cert_for_data_verification is not None
-    tls = ServerTls(settings, log) if settings.tls_configured else None
-    ticket_key = TicketKey(settings.cert_for_data_verification, log)
-    bridge = Bridge(ticket_key, target_context(), log)
-    front = Front(settings, tls, log, OPEN_TIMEOUT_S)
-    sock = listen_socket(settings)
+@dataclass(frozen=True)
+class Consoles:
+    """What start-up loads and checks before any socket; workers are forked with it."""
+
+    settings: ServeSettings
+    tls: ServerTls | None
+    ticket_key: TicketKey
+
+    @classmethod
+    def load(cls, settings: ServeSettings, log: Any) -> Consoles:
+        if settings.trace_enable:
+            log.warning("trace_ignored", why="TRACE_ENABLE is set; proxy serve records no traffic")
+        assert settings.cert_for_data_verification is not None
+        tls = ServerTls(settings, log) if settings.tls_configured else None
+        return cls(settings, tls, TicketKey(settings.cert_for_data_verification, log))
+
+    def listening(self, sock: socket.socket) -> dict[str, Any]:
+        """The fields of the line that says where consoles are served."""
+        host, port = sock.getsockname()[:2]
+        return {
+            "address": host,
+            "port": port,
+            "tls": self.tls is not None,
+            "ssl_only": self.settings.ssl_only,
+            "ssl_min_version": self.settings.ssl_min_version,
+        }
+
+
+def serving_status(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"serving consoles on {host}:{port}"
+
+
+async def serve_consoles(
+    consoles: Consoles,
+    sock: socket.socket,
+    log: Any,
+    listening: Callable[[], None],
+    stopping: Callable[[], None] | None = None,
+) -> None:
+    """Serve on ``sock`` until SIGTERM or SIGINT; ``listening`` once accepting, ``stopping``
+    as the consoles are about to be closed."""
+    bridge = Bridge(consoles.ticket_key, target_context(), log)
+    front = Front(consoles.settings, consoles.tls, log, OPEN_TIMEOUT_S)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, _reload, tls, ticket_key, log)
-    systemd = sdnotify.Notifier.from_environ()
+    loop.add_signal_handler(signal.SIGHUP, _reload, consoles.tls, consoles.ticket_key, log)
     async with serve(
         bridge.handle,
         sock=sock,
@@ -108,19 +151,11 @@ async def serve_consoles(settings: ServeSettings, log: Any) -> None:
         server_header=None,
         logger=_websockets_logger(log),
     ):
-        host, port = sock.getsockname()[:2]
-        log.info(
-            "console_proxy_listening",
-            address=host,
-            port=port,
-            tls=tls is not None,
-            ssl_only=settings.ssl_only,
-            ssl_min_version=settings.ssl_min_version,
-        )
-        systemd.ready(f"serving consoles on {host}:{port}")
+        listening()
         await stop.wait()
         log.info("console_proxy_stopping", open_consoles=bridge.open_consoles)
-        systemd.stopping()
+        if stopping is not None:
+            stopping()
         front.abort_opening()
     log.info("console_proxy_stopped")
 
@@ -156,6 +191,15 @@ def _websockets_logger(log: Any) -> logging.Logger:
 
 
 def run(settings: ServeSettings) -> int:
+    """One process, the one systemd started (--workers 1)."""
     log = logs.get("console_proxy")
-    asyncio.run(serve_consoles(settings, log))
+    consoles = Consoles.load(settings, log)
+    sock = listen_socket(settings)
+    systemd = sdnotify.Notifier.from_environ()
+
+    def listening() -> None:
+        log.info("console_proxy_listening", **consoles.listening(sock))
+        systemd.ready(serving_status(sock))
+
+    asyncio.run(serve_consoles(consoles, sock, log, listening, systemd.stopping))
     return 0

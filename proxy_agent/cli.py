@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 import click
@@ -162,10 +163,28 @@ def proxy_run(ctx: click.Context) -> None:
     ProxyDaemon(settings).run()
 
 
+# More workers than any proxy host has cores is more likely a typo than a wish.
+MAX_WORKERS = 64
+
+
+def _cores() -> int:
+    return min(len(os.sched_getaffinity(0)), MAX_WORKERS)
+
+
 @proxy.command("serve")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, MAX_WORKERS),
+    default=_cores,
+    show_default=f"the CPUs this process may run on, at most {MAX_WORKERS}",
+    help="Processes serving consoles, each on its own socket on PROXY_PORT (SO_REUSEPORT), "
+    "the kernel spreading new connections evenly over them; one process uses one core. "
+    "Above 1, this process only starts them, passes signals on and restarts one that dies. "
+    "1: a single process.",
+)
 @click.pass_context
 @friendly_errors
-def proxy_serve(ctx: click.Context) -> None:
+def proxy_serve(ctx: click.Context, workers: int) -> None:
     """Serve VM consoles: a drop-in for oVirt's ovirt-websocket-proxy service.
 
     Browsers open wss://<this host>:<PROXY_PORT>/<ticket>; the ticket, signed by the engine,
@@ -193,6 +212,8 @@ def proxy_serve(ctx: click.Context) -> None:
             "proxy serve needs the websockets package: install wsproxy-agent[serve] "
             "(pip install 'wsproxy-agent[serve]')."
         ) from None
+    from console_proxy import workers as worker_processes
     from console_proxy.settings import ServeSettings
 
-    ctx.exit(server.run(ServeSettings.load(root_of(ctx))))
+    settings = ServeSettings.load(root_of(ctx))
+    ctx.exit(server.run(settings) if workers == 1 else worker_processes.run(settings, workers))

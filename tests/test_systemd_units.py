@@ -189,6 +189,8 @@ def test_serve_unit_runs_proxy_serve_as_ovirt_and_reloads_with_sighup() -> None:
     assert shlex.split(s["ExecStart"][0])[-2:] == ["proxy", "serve"]
     assert s["ExecReload"] == ["/bin/kill -HUP $MAINPID"]  # what proxy serve reloads on
     assert (s["Type"], s["NotifyAccess"], s["Restart"]) == (["notify"], ["main"], ["on-failure"])
+    # The main process stops its workers itself (console_proxy/workers.py).
+    assert s["KillMode"] == ["mixed"]
     assert s["User"] == [SERVICE_USER]  # the owner of the files 'proxy join' installs
     assert unit["Unit"]["Conflicts"] == [PROXY_SERVICE]  # both listen on PROXY_PORT
     assert unit["Install"]["WantedBy"] == ["multi-user.target"]

@@ -3,8 +3,10 @@
 Two proxies on the same TLS certificate and key, to the same target, each started afresh for
 every run, the runs in turn (ours, websockify, websockify, ours, ...):
 
-- ours: ``wsproxy-agent proxy serve``, one asyncio process, configured as a join leaves it
-  (SSL_ONLY=True), every console's ticket verified against CERT_FOR_DATA_VERIFICATION;
+- ours: ``wsproxy-agent proxy serve`` with its default workers (an asyncio process per CPU,
+  each on its own SO_REUSEPORT socket, under a parent that only supervises), configured as a
+  join leaves it (SSL_ONLY=True), every console's ticket verified against
+  CERT_FOR_DATA_VERIFICATION;
 - theirs: websockify, the library oVirt's ovirt-websocket-proxy is built on, as that service
   runs it (a process forked per connection), TLS only, SSL_MIN_VERSION's and SSL_CIPHERS's
   defaults, its target fixed on the command line. It checks no ticket (it is sent the same
@@ -18,10 +20,10 @@ straight to the target's echo, and times 64-byte round trips, one every 50 ms on
 through the straight ones and the consoles in alternate slices of time; the proxy's memory
 is read while the consoles are open; 50 new consoles then take a bulk download each, all at
 once; last, one console at a time uploads, then another downloads, bulk data. Memory is the
-proportional set size (PSS) of the proxy's processes, websockify's parent and forked
-children summed, so that a page they share counts once. CPU is the proxy's (websockify's
-children included), read at the client's stops on either side of each transfer, beside the
-client's and the target's over the same time.
+proportional set size (PSS) of the proxy's processes, each parent and its children (our
+workers, websockify's forked consoles) summed, so that a page they share counts once. CPU is
+the proxy's, children included, read at the client's stops on either side of each transfer,
+beside the client's and the target's over the same time.
 """
 
 from __future__ import annotations
@@ -73,7 +75,8 @@ class Load:
 
 
 class Proxy:
-    """A proxy process started for one run; websockify's forked children counted with it."""
+    """A proxy process started for one run, its children (our workers, websockify's forked
+    consoles) counted with it."""
 
     def __init__(self, proc: subprocess.Popen[bytes], name: str, forks: bool) -> None:
         self.proc = proc
@@ -339,7 +342,7 @@ def run(ctx: BenchContext) -> ScenarioResult:
         engine, ca_subject="/C=US/O=Bench", engine_fqdn=ENGINE_FQDN, now=datetime.now(UTC)
     )
     pki_ = Pki(engine)
-    host = ServeHost(ctx.workdir / "proxy", pki_, free_port())
+    host = ServeHost(ctx.workdir / "proxy", pki_, free_port(), workers=None)  # the default
     host.root.mkdir()
     host.install()
     sides = {OURS: Side(), THEIRS: Side()}
@@ -481,11 +484,13 @@ ANALYSIS = """
 Memory is where the two differ most. With {consoles} consoles open, proxy serve held
 {ours_kib_per_console} KiB per console above its idle {ours_idle_mib} MiB, websockify
 {theirs_kib_per_console} KiB above its idle {theirs_idle_mib} MiB (ours / websockify
-{memory_ratio}; PSS, websockify's parent and its {consoles} children summed). Each websockify
-console is a forked Python interpreter: fork shares the parent's pages, but the child's
+{memory_ratio}; PSS, each parent and its children summed: our workers, one per core,
+websockify's {consoles} console processes). Each websockify console is a forked Python interpreter: fork
+shares the parent's pages, but the child's
 reference counting and garbage collection write to them, so copy-on-write duplicates them
 page by page, and the child adds its own heap and OpenSSL session. A console of ours is two
-asyncio tasks, a websockets connection, an OpenSSL session and their buffers in one process.
+asyncio tasks, a websockets connection, an OpenSSL session and their buffers in a worker; each
+worker is a process forked from the parent after start-up, with its own idle memory.
 Opening {consoles} consoles at once took {ours_open_all_s} s through ours and
 {theirs_open_all_s} s through websockify, whose parent accepts and forks one at a time.
 
@@ -519,8 +524,10 @@ piece to a bytes buffer (websocket.py ``_recv``), and goes back to ``select`` af
 record (``SSLSocket.read`` 30 %, ``select`` 16 %, the appending 9 %). uvloop (libuv and a
 Cython TLS layer in place of asyncio's) was tried: 13 % less CPU per round trip, no faster a
 download and no lower a latency here, so not added. One process is also one core: once the
-proxy is what limits, websockify's process per console spreads over every core and ours does
-not; workers on a shared port (SO_REUSEPORT) would do the same for ours, not yet built.
+proxy is what limits, websockify's process per console spreads over every core; ours runs a
+worker per core, each on its own socket on the port (SO_REUSEPORT), the kernel spreading new
+connections over them, so that {consoles} consoles share the cores too, though one console
+is still served by one process.
 
 Added latency: 64-byte round trips, {consoles} consoles each sending one every
 {interval_ms} ms. Straight to the echo over TCP they took {direct_p50} ms at the median and
@@ -529,19 +536,19 @@ Added latency: 64-byte round trips, {consoles} consoles each sending one every
 {theirs_added_p99} ms more. That includes the client's own websocket and TLS work, the same
 for both. The proxy's CPU per round trip was {ours_us_per_round_trip} µs for ours and
 {theirs_us_per_round_trip} µs for websockify, but websockify's is spread over {consoles}
-processes that run side by side, while ours runs every console's messages one after the other
-in one event loop, so a message that arrives while another is handled waits; and per message,
-asyncio's pure-Python TLS and a task wake-up each way take longer from arrival to answer than
+processes that run side by side, while each of our workers runs its consoles' messages one
+after the other in its event loop, so a message that arrives while another is handled waits;
+and per message, asyncio's pure-Python TLS and a task wake-up each way take longer from arrival to answer than
 websockify's blocking calls, for less CPU in all: with one console at 500 round trips a second (measured apart), ours added about 0.2 ms
 more than websockify at the median, and its profile was ``SSLObject.read`` 14 % (asyncio's
 sslproto reads each record with ``read(256 KiB)``, then reads again until SSLWantReadError),
 the socket send 11 %, and the event loop's own bookkeeping about 14 %. The shared machine
 weighs on all of these: over the runs, the straight round trip's own median ranged from
 {direct_p50_low} to {direct_p50_high} ms and its p99 from {direct_p99_low} to
-{direct_p99_high} ms. Three full runs of the same code on 2026-11-22 gave a one-console
-download of 1.06, 0.95 and 0.87 of websockify's MB/s, and a median added round trip 0.18 ms
-above websockify's, 0.18 ms below it, and 1.05 ms above it: the verdicts fall either
-way from run to run, and ours moves more with the machine, since everything it does waits
+{direct_p99_high} ms. Three full runs of one process (before workers) on 2026-11-22 gave a
+one-console download of 1.06, 0.95 and 0.87 of websockify's MB/s, and a median added round
+trip 0.18 ms above websockify's, 0.18 ms below it, and 1.05 ms above it: the verdicts fell either
+way from run to run, and ours moved more with the machine, since everything it did waited
 for one process to be given a core.
 
 Both used {cipher}, with the same certificate and key.

@@ -119,6 +119,8 @@ class ServeHost:
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path = field(init=False)
     issued: Issued | None = None
+    # One process, whose log lines say each thing once; None: proxy serve's default.
+    workers: int | None = 1
 
     def __post_init__(self) -> None:
         self.log_path = self.root / "serve.log"
@@ -162,7 +164,13 @@ class ServeHost:
     def start(self, env: dict[str, str] | None = None, wait: bool = True) -> None:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            self.command("--log-format", "json", "proxy", "serve"),
+            self.command(
+                "--log-format",
+                "json",
+                "proxy",
+                "serve",
+                *([] if self.workers is None else ["--workers", str(self.workers)]),
+            ),
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
