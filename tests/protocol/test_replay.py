@@ -32,28 +32,44 @@ def test_flood_stays_within_capacity_and_never_lets_a_replay_through():
 
 
 def test_eviction_moves_the_horizon_which_refuses_old_stamps():
-    seen = SeenIds(window_ms=10_000, capacity=3)
+    seen = SeenIds(window_ms=60_000, capacity=3)
     for n in range(4):
-        seen.record(ident(n), 100 + n, 200)
-    assert seen.horizon_ms == 100  # the evicted entry's timestamp
+        seen.record(ident(n), 100_500 + n * 1000, 104_000)
+    assert len(seen) == 3
+    assert seen.horizon_ms == 100_999  # the end of the evicted entry's second
     with pytest.raises(Replayed, match="already received"):
-        seen.check(ident(3), 103, 200)
+        seen.check(ident(3), 103_500, 104_000)
     with pytest.raises(Replayed, match="flood"):
-        seen.check(ident(0), 100, 200)  # evicted, refused by the horizon
+        seen.check(ident(0), 100_500, 104_000)  # evicted, refused by the horizon
     with pytest.raises(Replayed, match="flood"):
-        seen.check(ident(99), 99, 200)  # a new id stamped before the horizon
-    seen.check(ident(99), 101, 200)  # a new id stamped after it is fine
+        seen.check(ident(99), 100_999, 104_000)  # a new id stamped before the horizon
+    seen.check(ident(99), 101_000, 104_000)  # a new id stamped after it is fine
 
 
-def test_entries_expire_with_the_window():
+def test_a_flood_within_one_second_refuses_the_rest_of_that_second():
+    seen = SeenIds(window_ms=60_000, capacity=3)
+    for n in range(4):
+        seen.record(ident(n), 7_000 + n, 7_010)
+    assert len(seen) == 0 and seen.horizon_ms == 7_999
+    for n in range(4):  # nothing of that second gets through, replay or not
+        with pytest.raises(Replayed, match="flood"):
+            seen.check(ident(n), 7_000 + n, 7_010)
+    seen.check(ident(9), 8_000, 8_000)
+
+
+def test_entries_expire_with_the_window_a_second_at_a_time():
     seen = SeenIds(window_ms=1000, capacity=10)
     seen.record(ident(1), 0, 0)
+    seen.record(ident(2), 999, 999)
     with pytest.raises(Replayed):
         seen.check(ident(1), 0, 1000)  # ts == now - window is still inside
-    assert len(seen) == 1
-    seen.check(ident(2), 1001, 1001)
-    assert len(seen) == 0  # ts < now - window: gone
-    seen.check(ident(1), 0, 1001)
+    seen.check(ident(3), 1999, 1999)
+    assert len(seen) == 2  # ident(1) is out of the window, ident(2) not yet: both held
+    with pytest.raises(Replayed):
+        seen.check(ident(2), 999, 1999)
+    seen.check(ident(3), 2000, 2000)
+    assert len(seen) == 0  # every stamp of their second is out of the window: gone
+    seen.check(ident(1), 0, 2000)
 
 
 def test_future_stamped_entries_live_until_their_own_window_ends():
@@ -61,7 +77,9 @@ def test_future_stamped_entries_live_until_their_own_window_ends():
     seen.record(ident(1), 1000, 0)  # the sender's clock is 1 s ahead
     with pytest.raises(Replayed):
         seen.check(ident(1), 1000, 2000)
-    seen.check(ident(2), 2001, 2001)
+    seen.check(ident(2), 2999, 2999)
+    assert len(seen) == 1
+    seen.check(ident(2), 3000, 3000)
     assert len(seen) == 0
 
 
@@ -108,11 +126,11 @@ def test_receiver_under_flood(world):
     now = world.now_ms
     first = world.seal(Role.ENGINE, catalogue.HEARTBEAT, now_ms=now)
     receiver.receive(first.frames, now)
-    for n in range(1, 200):
-        flood = world.seal(Role.ENGINE, catalogue.HEARTBEAT, now_ms=now + n)
-        receiver.receive(flood.frames, now + n)
+    for n in range(1, 200):  # a message a second: the oldest second goes when full
+        flood = world.seal(Role.ENGINE, catalogue.HEARTBEAT, now_ms=now + n * 1000)
+        receiver.receive(flood.frames, now + n * 1000)
         assert len(receiver.seen) <= 50
-    now += 200
+    now += 200 * 1000
     # The first message was evicted long ago; it is still refused as a replay.
     with pytest.raises(Replayed):
         receiver.receive(first.frames, now)
@@ -124,7 +142,7 @@ def test_receiver_under_flood(world):
     # A fresh message is accepted, and so is one after the window has moved on.
     fresh = world.seal(Role.ENGINE, catalogue.HEARTBEAT, now_ms=now)
     assert receiver.receive(fresh.frames, now).id == fresh.id
-    later = now + receiver.window_ms + 1
+    later = now + receiver.window_ms + 1000  # its second wholly out of the window
     moved_on = world.seal(Role.ENGINE, catalogue.HEARTBEAT, now_ms=later)
     assert receiver.receive(moved_on.frames, later).id == moved_on.id
     assert len(receiver.seen) == 1
@@ -144,19 +162,19 @@ def test_entries_expire_and_evict_by_their_stamp_whatever_their_id():
     highest, lowest = b"\xff" * 16, b"\x00" * 16
     seen = SeenIds(window_ms=1_000, capacity=10)
     seen.record(highest, ts=1_000, now_ms=1_000)
-    seen.record(lowest, ts=1_001, now_ms=1_001)
-    seen.check(ident(3), ts=2_001, now_ms=2_001)  # the cutoff is 1_001: only `highest` goes
+    seen.record(lowest, ts=2_000, now_ms=2_000)
+    seen.check(ident(3), ts=3_000, now_ms=3_000)  # the cutoff is 2_000: only `highest` goes
     assert len(seen) == 1
-    seen.check(highest, ts=2_001, now_ms=2_001)
+    seen.check(highest, ts=1_000, now_ms=3_000)
     with pytest.raises(Replayed, match="already received"):
-        seen.check(lowest, ts=1_001, now_ms=2_001)
+        seen.check(lowest, ts=2_000, now_ms=3_000)
 
     full = SeenIds(window_ms=10_000, capacity=1)
-    full.record(highest, ts=5, now_ms=5)
-    full.record(lowest, ts=6, now_ms=6)  # evicts `highest`, stamped 5
-    assert full.horizon_ms == 5
+    full.record(highest, ts=5_000, now_ms=6_000)
+    full.record(lowest, ts=6_000, now_ms=6_000)  # evicts `highest`, stamped in second 5
+    assert full.horizon_ms == 5_999
     with pytest.raises(Replayed, match="already received"):
-        full.check(lowest, ts=6, now_ms=6)
+        full.check(lowest, ts=6_000, now_ms=6_000)
 
 
 def test_an_id_of_another_size_is_refused():
