@@ -1,28 +1,35 @@
-"""What one id held in the seen-id cache costs in resident memory, measured in a fresh process.
+"""What the seen-id cache costs in resident memory, measured in a fresh process.
 
-``python -m bench.seen_cost N`` fills a ``protocol.replay.SeenIds`` with N ids as the receive
-pipeline does (16 random bytes each, stamped now) and prints the growth of its own resident
-memory divided by N. A fresh interpreter, so that nothing else allocates meanwhile.
+``measure(trace, window_s)`` feeds a ``protocol.replay.SeenIds`` the ids a daemon took, at
+the times it took them (16 random bytes each, stamped then), so the cache fills, expires and
+refills as the daemon's did, and returns the most the fresh process's resident memory grew by
+divided by the most ids it held at once. A cache filled once to a count is not what a daemon
+holds: ids come and go, the sets holding them are sized by how many came in each second, and
+the memory freed as they go is kept for reuse; a daemon pays all of that.
 """
 
 from __future__ import annotations
 
 import gc
+import json
 import os
 import secrets
 import subprocess
 import sys
-import time
 
 from bench import procstat
 from protocol.envelope import ID_SIZE
 from protocol.replay import SeenIds
 
+# (seconds, ids taken so far): one entry per batch of messages, in order.
+Trace = list[tuple[float, int]]
 
-def measure(ids: int) -> float:
-    """Bytes of resident memory per id held, in a subprocess."""
+
+def measure(trace: Trace, window_s: float) -> float:
+    """Bytes of resident memory per id held at most, in a subprocess."""
     out = subprocess.run(
-        [sys.executable, "-m", "bench.seen_cost", str(ids)],
+        [sys.executable, "-m", "bench.seen_cost"],
+        input=json.dumps({"trace": trace, "window_s": window_s}),
         capture_output=True,
         text=True,
         check=True,
@@ -30,19 +37,30 @@ def measure(ids: int) -> float:
     return float(out.stdout)
 
 
-def _fill(ids: int) -> float:
-    now = time.time_ns() // 1_000_000
-    seen = SeenIds(window_ms=3_600_000, capacity=ids)
+def steady(rate: float, window_s: float, windows: int = 2) -> Trace:
+    """A trace at a constant ``rate`` per second for ``windows`` windows, a second a batch."""
+    seconds = int(window_s * windows)
+    return [(float(s), round(rate * (s + 1))) for s in range(seconds)]
+
+
+def _replay(trace: Trace, window_s: float) -> float:
+    seen = SeenIds(window_ms=int(window_s * 1000))
     gc.collect()
     before = procstat.rss_bytes(os.getpid())
-    for n in range(ids):
-        msg_id = secrets.token_bytes(ID_SIZE)
-        seen.check(msg_id, now + n // 1000, now)
-        seen.record(msg_id, now + n // 1000, now)
-    gc.collect()
-    assert len(seen) == ids
-    return (procstat.rss_bytes(os.getpid()) - before) / ids
+    taken = most = highest = 0
+    for at, ids in trace:
+        now = int(at * 1000)
+        for _ in range(ids - taken):
+            msg_id = secrets.token_bytes(ID_SIZE)
+            seen.check(msg_id, now, now)
+            seen.record(msg_id, now, now)
+        taken = ids
+        most = max(most, len(seen))
+        # The most it held at once: a second's set let go gives its memory back.
+        highest = max(highest, procstat.rss_bytes(os.getpid()))
+    return (highest - before) / max(most, 1)
 
 
 if __name__ == "__main__":
-    print(_fill(int(sys.argv[1])))
+    given = json.load(sys.stdin)
+    print(_replay([(float(t), int(n)) for t, n in given["trace"]], float(given["window_s"])))
