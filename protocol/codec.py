@@ -103,11 +103,27 @@ def _plain(value: object, depth: int, max_depth: int) -> bool:
     than ``max_depth``."""
     if depth > max_depth:
         return False
-    if type(value) is dict:
-        return all(type(k) is str and _plain(v, depth + 1, max_depth) for k, v in value.items())
-    if type(value) is list:
-        return all(_plain(v, depth + 1, max_depth) for v in value)
-    return type(value) in _PLAIN_SCALARS
+    kind = type(value)
+    if kind is not dict and kind is not list:
+        return kind in _PLAIN_SCALARS
+    # Loops, and scalars checked in place: a heartbeat's body is a map of a dozen scalars,
+    # and a call and a generator step for each was most of the Python its decoding cost.
+    scalars_fit = depth < max_depth
+    if kind is dict:
+        for key, item in value.items():  # type: ignore[attr-defined]
+            if type(key) is not str:
+                return False
+            if not (scalars_fit and type(item) in _PLAIN_SCALARS) and not _plain(
+                item, depth + 1, max_depth
+            ):
+                return False
+        return True
+    for item in value:  # type: ignore[attr-defined]
+        if not (scalars_fit and type(item) in _PLAIN_SCALARS) and not _plain(
+            item, depth + 1, max_depth
+        ):
+            return False
+    return True
 
 
 def _decode_by_value(data: bytes, limits: DecodeLimits) -> Value:
