@@ -8,7 +8,6 @@ to the loop, so a slow restart never stops the engine answering other proxies.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import queue
 import signal
@@ -413,7 +412,7 @@ class EngineDaemon:
                 self.rotation.answer(msg)
             return None
         if msg.type in (cat.HEARTBEAT, cat.STATUS_REPLY):
-            self.registry.heard(msg.sender, json.dumps(msg.body))
+            self.registry.heard(msg.sender, msg.body)
             return None
         if msg.type == cat.ERROR:
             self.log.warning("proxy_reported_error", who=msg.sender, **msg.body)

@@ -8,9 +8,10 @@ else, so the table is the one statement of what may happen to a proxy.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,7 +176,7 @@ class Registry:
         self._db.executescript(SCHEMA)
         self._add_missing_columns()
         # Heartbeat facts (fingerprint: last_seen, health) not yet written: see ``heard``.
-        self._heard: dict[str, tuple[int, str]] = {}
+        self._heard: dict[str, tuple[int, Mapping[str, Any]]] = {}
         # ``key_holder`` answers, valid while the registry is as it was when they were read.
         self._holders: dict[str, KeyHolder] = {}
         self._holders_read_at = self._version()
@@ -328,7 +329,7 @@ class Registry:
             f"UPDATE proxies SET {assignments} WHERE fqdn = ?", (*fields.values(), fqdn)
         )
 
-    def heard(self, fingerprint: str, health: str) -> None:
+    def heard(self, fingerprint: str, health: Mapping[str, Any]) -> None:
         """A heartbeat's facts, for the proxy holding that key, kept in memory until
         ``flush_heard``.
 
@@ -336,7 +337,8 @@ class Registry:
         and a fleet's heartbeats would keep the disk busy. These facts are not decisions:
         losing the last second of them in a crash loses nothing the next heartbeat does not
         bring back. Kept by key, they land on whichever row holds the key when written, and
-        on none if a new enrollment replaced it meanwhile.
+        on none if a new enrollment replaced it meanwhile. Made JSON when written, so a
+        proxy heard twice within a flush costs one encoding.
         """
         self._heard[fingerprint] = (now_s(), health)
 
@@ -344,7 +346,7 @@ class Registry:
         """Write the heartbeat facts held since the last flush, in one transaction."""
         if not self._heard:
             return
-        rows = [(seen, health, fp) for fp, (seen, health) in self._heard.items()]
+        rows = [(seen, json.dumps(health), fp) for fp, (seen, health) in self._heard.items()]
         # Facts, not decisions: not worth an fsync, which would stall the daemon's loop on a
         # busy disk. In WAL mode they still reach the file in order, and the next decision's
         # commit syncs them along with it.

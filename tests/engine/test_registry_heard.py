@@ -47,9 +47,9 @@ def test_heartbeat_facts_reach_the_disk_at_a_flush_for_the_key_that_sent_them(
     enroll(registry, "b.example")
     before = rows(path)
 
-    registry.heard(a, json.dumps({"serial": "01"}))
-    registry.heard(a, json.dumps({"serial": "02"}))  # the later one wins
-    registry.heard(identity.fingerprint(identity.generate()), "{}")  # no row holds this key
+    registry.heard(a, {"serial": "01"})
+    registry.heard(a, {"serial": "02"})  # the later one wins
+    registry.heard(identity.fingerprint(identity.generate()), {})  # no row holds this key
     assert rows(path) == before  # held, not written
 
     registry.flush_heard()
@@ -68,6 +68,6 @@ def test_closing_the_registry_writes_what_it_still_holds(tmp_path: Path) -> None
     path = tmp_path / "registry.sqlite"
     registry = Registry(path)
     fingerprint = enroll(registry, "a.example")
-    registry.heard(fingerprint, json.dumps({"serial": "07"}))
+    registry.heard(fingerprint, {"serial": "07"})
     registry.close()  # what the daemon does when it stops
     assert rows(path)["a.example"][1] == json.dumps({"serial": "07"})

@@ -35,7 +35,7 @@ def test_heartbeat_facts_do_not_forget_the_keys(tmp_path: Path) -> None:
     fingerprint = enroll(registry, "p1.example.test")
     queries = lookups(registry)
     registry.key_holder(fingerprint)
-    registry.heard(fingerprint, "{}")
+    registry.heard(fingerprint, {})
     registry.flush_heard()
     registry.key_holder(fingerprint)
     assert len(queries) == 1
@@ -65,7 +65,7 @@ def test_a_change_just_before_a_flush_is_not_absorbed(tmp_path: Path) -> None:
     daemon = Registry(tmp_path / "registry.sqlite")
     fingerprint = enroll(daemon, "p1.example.test")
     daemon.key_holder(fingerprint)
-    daemon.heard(fingerprint, "{}")
+    daemon.heard(fingerprint, {})
     command_line = Registry(tmp_path / "registry.sqlite")
     with command_line.transaction() as db:
         db.execute("DELETE FROM proxies WHERE fingerprint = ?", (fingerprint,))
@@ -85,7 +85,7 @@ def test_a_change_of_this_process_before_a_flush_is_not_absorbed(tmp_path: Path)
     fingerprint = enroll(registry, "p1.example.test")
     registry.key_holder(fingerprint)
     registry.transition("p1.example.test", EngineEvent.REVOKE, actor="test", why="test")
-    registry.heard(fingerprint, "{}")
+    registry.heard(fingerprint, {})
     registry.flush_heard()
     holder = registry.key_holder(fingerprint)
     assert holder is not None and holder.state == EngineState.REVOKED
