@@ -198,10 +198,10 @@ class OvirtSigner:
                 "raced ours, so retry, and check the engine's PKI if it happens again."
             )
         try:
-            sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            names = list(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
         except x509.ExtensionNotFound:
-            sans = x509.SubjectAlternativeName([])
-        if list(sans) != [x509.DNSName(fqdn)]:
+            names = []  # cryptography 51 refuses to build an empty SubjectAlternativeName
+        if names != [x509.DNSName(fqdn)]:
             raise SignerError(
                 f"{path} does not name exactly DNS:{fqdn}, so the proxy would refuse it; check "
                 f"what {script} does with --san."

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from test_pki import (  # shared helpers; pytest puts this directory on sys.path
@@ -316,6 +317,34 @@ def test_ovirt_signer_refuses_a_certificate_for_another_name(ovirt, monkeypatch)
         return real_run(argv, **kwargs)
 
     monkeypatch.setattr(commands, "run", run_with_another_san)
+    with pytest.raises(
+        SignerError, match=re.escape("does not name exactly DNS:proxy.example.test")
+    ):
+        OvirtSigner(ovirt).sign(make_csr(rsa_key()), PROXY)
+
+
+def test_ovirt_signer_refuses_a_certificate_without_names(ovirt, monkeypatch):
+    real_run = commands.run
+
+    def run_then_drop_the_names(argv, **kwargs):
+        done = real_run(argv, **kwargs)
+        issued_at = ovirt.ovirt_issued_cert(PROXY)
+        issued = x509.load_pem_x509_certificate(issued_at.read_bytes())
+        ca_key = serialization.load_pem_private_key(ovirt.ca_key.read_bytes(), password=None)
+        bare = (
+            x509.CertificateBuilder()
+            .subject_name(issued.subject)
+            .issuer_name(issued.issuer)
+            .public_key(issued.public_key())
+            .serial_number(issued.serial_number + 1)
+            .not_valid_before(issued.not_valid_before_utc)
+            .not_valid_after(issued.not_valid_after_utc)
+            .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+        )
+        issued_at.write_bytes(bare.public_bytes(serialization.Encoding.PEM))
+        return done
+
+    monkeypatch.setattr(commands, "run", run_then_drop_the_names)
     with pytest.raises(
         SignerError, match=re.escape("does not name exactly DNS:proxy.example.test")
     ):
