@@ -76,7 +76,7 @@ class MiniCA:
                 x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.COMMON_NAME, cn)]),
             ]
         )
-        return (
+        builder = (
             x509.CertificateBuilder()
             .subject_name(subject)
             .issuer_name(self.cert.subject)
@@ -85,13 +85,12 @@ class MiniCA:
             .not_valid_before(start)
             .not_valid_after(start + timedelta(days=days))
             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-            .add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.DNSName(n) for n in (san if san is not None else [cn])]
-                ),
-                critical=False,
-            )
-            .add_extension(
+        )
+        names = [x509.DNSName(n) for n in (san if san is not None else [cn])]
+        if names:  # san=[]: no SAN at all (cryptography 51 refuses an empty one)
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        return (
+            builder.add_extension(
                 x509.KeyUsage(
                     digital_signature=True,
                     key_encipherment=True,
