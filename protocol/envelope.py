@@ -7,6 +7,7 @@ context keeps a signature made for this protocol from being valid anywhere else.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from dataclasses import dataclass
 
@@ -73,6 +74,24 @@ def signed_bytes(payload: bytes) -> bytes:
     return SIGNING_CONTEXT + payload
 
 
+def _first_of_each_name() -> dict[str, catalogue.MessageType]:
+    """Each type by name, the first the catalogue lists ('error' goes both ways)."""
+    found: dict[str, catalogue.MessageType] = {}
+    for (_, name), msg_type in catalogue.CATALOGUE.items():
+        found.setdefault(name, msg_type)
+    return found
+
+
+_BY_NAME = _first_of_each_name()
+
+
+@functools.lru_cache(maxsize=1)
+def _sender(key: Ed25519PrivateKey) -> str:
+    """The sealing key's fingerprint, 10 µs a message to compute; a daemon seals with one
+    key, and keeps no other one here once it seals with a new one."""
+    return identity.fingerprint(key)
+
+
 def seal(
     key: Ed25519PrivateKey,
     msg_type: str,
@@ -85,11 +104,11 @@ def seal(
     version: int = catalogue.PROTOCOL_VERSION,
 ) -> Sealed:
     """Encode and sign a message; refuse to send one the receiver would refuse."""
-    known = [t for (_, name), t in catalogue.CATALOGUE.items() if name == msg_type]
-    if not known:
+    known = _BY_NAME.get(msg_type)
+    if known is None:
         raise BadRequest(f"{msg_type!r} is not a message type of protocol v{version}.")
-    known[0].schema.check(body)
-    if known[0].reply and re is None:
+    known.schema.check(body)
+    if known.reply and re is None:
         raise BadRequest(f"A {msg_type} answers a request and needs the request's id.")
     msg_id = secrets.token_bytes(ID_SIZE) if msg_id is None else msg_id
     envelope: dict[str, Value] = {
@@ -98,7 +117,7 @@ def seal(
         "id": msg_id,
         "re": re,
         "ts": now_ms,
-        "from": identity.fingerprint(key),
+        "from": _sender(key),
         "to": recipient,
         "body": body,
     }
