@@ -115,6 +115,14 @@ class Rotation:
         return sorted([*self.not_connected, *self.asked.values()])
 
 
+class Arrived(NamedTuple):
+    """A message as taken from the socket: the route back, where it came from, its frames."""
+
+    routing_id: bytes
+    peer: str
+    body: list[bytes]
+
+
 class Accepted(NamedTuple):
     """A message the receive pipeline accepted, with where and when it came from."""
 
@@ -283,17 +291,22 @@ class EngineDaemon:
                 time.sleep(0.05)
 
     # messages from proxies
-    def _drain(self) -> list[list[zmq.Frame]]:
+    def _drain(self) -> list[Arrived]:
         """The messages waiting on the socket, up to DRAIN_MAX."""
-        batch: list[list[zmq.Frame]] = []
+        batch: list[Arrived] = []
         while len(batch) < DRAIN_MAX:
             try:
-                batch.append(self.sock.recv_multipart(zmq.NOBLOCK, copy=False))
+                # Only the route's frame as a zmq.Frame, for the peer's address; the rest
+                # (ZeroMQ delivers a message whole) as bytes, so that libzmq's buffers go
+                # back to its thread as they are read, not when the batch is done.
+                route = self.sock.recv(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 break
+            body = self.sock.recv_multipart(zmq.NOBLOCK) if route.more else []
+            batch.append(Arrived(route.bytes, _peer(route), body))
         return batch
 
-    def _on_batch(self, batch: list[list[zmq.Frame]]) -> None:
+    def _on_batch(self, batch: list[Arrived]) -> None:
         """Check each message, put the ids of those accepted on disk in one transaction, and
         only then act on them: an id is on disk before its message takes effect."""
         with self.registry.other_commits_looked_for_once():
@@ -304,12 +317,11 @@ class EngineDaemon:
         for a in accepted:
             self._act(a)
 
-    def _accept(self, frames: list[zmq.Frame]) -> Accepted | None:
+    def _accept(self, arrived: Arrived) -> Accepted | None:
         """The message if the receive pipeline accepts it; a refusal is handled here."""
-        if len(frames) < 2:
+        routing_id, peer, body = arrived
+        if not body:
             return None
-        peer = _peer(frames[1])
-        routing_id, body = frames[0].bytes, [f.bytes for f in frames[1:]]
         now = time.monotonic()
         try:
             msg = self.receiver.receive(

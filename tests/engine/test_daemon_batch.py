@@ -16,7 +16,7 @@ import pytest
 import zmq
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from engine_agent.daemon import Accepted, EngineDaemon
+from engine_agent.daemon import Accepted, Arrived, EngineDaemon
 from engine_agent.registry import Registry
 from engine_agent.settings import EngineSettings
 from protocol import catalogue as cat
@@ -62,7 +62,7 @@ def daemon() -> Iterator[EngineDaemon]:
             engine.seen_store.close()
 
 
-def heartbeat(engine: EngineDaemon, n: int) -> list[zmq.Frame]:
+def heartbeat(engine: EngineDaemon, n: int) -> Arrived:
     key = engine.proxies[n]  # type: ignore[attr-defined]
     sealed = seal(
         key,
@@ -71,7 +71,7 @@ def heartbeat(engine: EngineDaemon, n: int) -> list[zmq.Frame]:
         recipient=engine.fingerprint,
         now_ms=time.time_ns() // 1_000_000,
     )
-    return [zmq.Frame(b"route%d" % n), *(zmq.Frame(f) for f in sealed.frames)]
+    return Arrived(b"route%d" % n, "127.0.0.1", list(sealed.frames))
 
 
 def ids_on_disk(engine: EngineDaemon) -> set[bytes]:
@@ -87,7 +87,7 @@ def test_every_accepted_id_is_on_disk_before_any_message_takes_effect(
 ) -> None:
     first, second = heartbeat(daemon, 0), heartbeat(daemon, 1)
     forged = heartbeat(daemon, 2)
-    forged[2] = zmq.Frame(bytes(64))  # a signature that does not verify
+    forged.body[1] = bytes(64)  # a signature that does not verify
     acted: list[tuple[bytes, set[bytes]]] = []
     act = daemon._act
 
@@ -96,7 +96,7 @@ def test_every_accepted_id_is_on_disk_before_any_message_takes_effect(
         act(accepted)
 
     monkeypatch.setattr(daemon, "_act", watching)
-    replay = [zmq.Frame(f.bytes) for f in first]  # the same message again, in the same batch
+    replay = Arrived(*first)  # the same message again, in the same batch
     daemon._on_batch([first, forged, replay, second])
 
     ids = [message_id for message_id, _ in acted]
