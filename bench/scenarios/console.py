@@ -514,9 +514,8 @@ console) found asyncio's StreamReader copying every byte into and out of its buf
 drain. Two changes cut that: console_proxy/target.py reads the target as an asyncio protocol
 that hands on the bytes as they were read (13 % less CPU per GB), and the browser's side may
 hold 512 KiB before the sender waits, not websockets' default 32 KiB, less than one message
-(2.53 to 2.19 s per GB in an A/B run). In two full runs of three today ours then spent about
-what websockify did per GB (2.19 against 2.28 s, 2.43 against 2.48 s); in this one, above,
-more. What is left is asyncio's TLS, which encrypts into a memory
+(2.53 to 2.19 s per GB in an A/B run). In two full runs of three on 2026-11-22 ours then
+spent about what websockify did per GB (2.19 against 2.28 s, 2.43 against 2.48 s). What is left is asyncio's TLS, which encrypts into a memory
 BIO in Python (``SSLObject.write``, ``_process_outgoing``) where websockify's ``SSLSocket.send``
 encrypts straight into the socket, and websockets' framing, a copy per message. Uploading,
 websockify loses what it gains there: it reads the client 4 KiB at a time, appending each
@@ -539,7 +538,7 @@ for both. The proxy's CPU per round trip was {ours_us_per_round_trip} µs for ou
 processes that run side by side, while each of our workers runs its consoles' messages one
 after the other in its event loop, so a message that arrives while another is handled waits;
 and per message, asyncio's pure-Python TLS and a task wake-up each way take longer from arrival to answer than
-websockify's blocking calls, for less CPU in all: with one console at 500 round trips a second (measured apart), ours added about 0.2 ms
+websockify's blocking calls: with one console at 500 round trips a second (measured apart), ours added about 0.2 ms
 more than websockify at the median, and its profile was ``SSLObject.read`` 14 % (asyncio's
 sslproto reads each record with ``read(256 KiB)``, then reads again until SSLWantReadError),
 the socket send 11 %, and the event loop's own bookkeeping about 14 %. The shared machine
@@ -550,6 +549,10 @@ one-console download of 1.06, 0.95 and 0.87 of websockify's MB/s, and a median a
 trip 0.18 ms above websockify's, 0.18 ms below it, and 1.05 ms above it: the verdicts fell either
 way from run to run, and ours moved more with the machine, since everything it did waited
 for one process to be given a core.
+With a worker per core, three runs of this scenario on 2026-12-07 (a 2-core AMD EPYC, little
+steal) gave a one-console download of 1.38, 1.21 and 1.11 of websockify's MB/s, and a median
+added round trip of 0.56 against 0.60 ms, 0.66 against 0.79 ms, and 1.07 against 0.78 ms:
+throughput held in every run, the median latency in two of three.
 
 Both used {cipher}, with the same certificate and key.
 """
