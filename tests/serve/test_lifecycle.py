@@ -65,7 +65,9 @@ def test_ready_once_listening_and_stopping_at_the_end(
         listener.close()
 
 
-def test_a_port_in_use_is_a_sentence(serve_host: ServeHost) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_port_in_use_is_a_sentence(serve_host: ServeHost, workers: int) -> None:
+    serve_host.workers = workers
     serve_host.install()
     with socket.create_server(("127.0.0.1", serve_host.port)):
         serve_host.start(wait=False)
@@ -75,3 +77,4 @@ def test_a_port_in_use_is_a_sentence(serve_host: ServeHost) -> None:
     assert f"Cannot listen on 127.0.0.1:{serve_host.port}: Address already in use" in log
     assert "ovirt-websocket-proxy" in log
     assert "Traceback" not in log
+    assert not serve_host.events("worker_started")  # refused before any worker is forked

@@ -275,18 +275,6 @@ def test_workers_end_with_a_main_process_killed_outright(serve_host: ServeHost) 
     wait_for(refused, "nothing to listen on the port")
 
 
-def test_a_port_in_use_is_still_a_sentence(serve_host: ServeHost) -> None:
-    with socket.create_server(("127.0.0.1", serve_host.port)):
-        started(serve_host, wait=False)
-        assert serve_host.proc is not None
-        assert serve_host.proc.wait(timeout=60) == 1
-    log = serve_host.log()
-    assert f"Cannot listen on 127.0.0.1:{serve_host.port}: Address already in use" in log
-    assert "ovirt-websocket-proxy" in log
-    assert "Traceback" not in log
-    assert not serve_host.events("worker_started")
-
-
 @pytest.mark.parametrize("workers", ["0", "65"])
 def test_a_worker_count_out_of_range_is_refused(serve_host: ServeHost, workers: str) -> None:
     serve_host.install()
