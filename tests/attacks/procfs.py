@@ -38,19 +38,19 @@ class Listening:
 
 def listening(pid: int) -> Listening:
     """The sockets ``pid`` holds that accept connections or datagrams, by address."""
-    inodes = _socket_inodes(pid)
+    inodes = socket_inodes(pid)
     net = Path(f"/proc/{pid}/net")
     tcp = {
         _address(local)
         for name in ("tcp", "tcp6")
-        for local, state, inode in _inet_rows(net / name)
+        for local, state, inode in inet_rows(net / name)
         if state == TCP_LISTEN and inode in inodes
     }
     # Any bound UDP socket receives from the network; none is expected, so all are listed.
     udp = {
         _address(local)
         for name in ("udp", "udp6")
-        for local, _, inode in _inet_rows(net / name)
+        for local, _, inode in inet_rows(net / name)
         if inode in inodes
     }
     unix = set()
@@ -61,7 +61,17 @@ def listening(pid: int) -> Listening:
     return Listening(frozenset(tcp), frozenset(udp), frozenset(unix))
 
 
-def _socket_inodes(pid: int) -> set[int]:
+def listening_on(port: int) -> set[int]:
+    """The inodes of every TCP socket on this host listening on ``port``, whoever holds it."""
+    return {
+        inode
+        for name in ("tcp", "tcp6")
+        for local, state, inode in inet_rows(Path("/proc/net") / name)
+        if state == TCP_LISTEN and _address(local)[1] == port
+    }
+
+
+def socket_inodes(pid: int) -> set[int]:
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         try:
@@ -73,7 +83,7 @@ def _socket_inodes(pid: int) -> set[int]:
     return inodes
 
 
-def _inet_rows(path: Path) -> list[tuple[str, str, int]]:
+def inet_rows(path: Path) -> list[tuple[str, str, int]]:
     """(local address, state, inode) of each row of /proc/net/{tcp,tcp6,udp,udp6}."""
     if not path.exists():
         return []  # no IPv6 in this kernel

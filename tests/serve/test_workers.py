@@ -16,6 +16,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
+from tests.attacks import procfs
 from tests.e2e.conftest import wait_for
 from tests.notify_listener import NotifyListener
 from tests.serve.conftest import Echo, ServeHost, connect_to, run
@@ -50,25 +51,6 @@ def alive(pid: int) -> bool:
         return False
 
 
-def listening_sockets(port: int) -> set[str]:
-    """The inodes of the IPv4 sockets listening on ``port`` (/proc/net/tcp)."""
-    found = set()
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
-            found.add(fields[9])
-    return found
-
-
-def sockets_held(pid: int) -> set[str]:
-    held = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        target = os.readlink(fd)
-        if target.startswith("socket:["):
-            held.add(target[len("socket:[") : -1])
-    return held
-
-
 async def echoes(ws: Any, data: bytes) -> None:
     await ws.send(data)
     assert await ws.recv() == data
@@ -99,10 +81,10 @@ def test_each_worker_accepts_on_a_socket_of_its_own(serve_host: ServeHost) -> No
     # One socket shared by all would spread a burst of connections unevenly.
     started(serve_host)
     assert serve_host.proc is not None
-    sockets = listening_sockets(serve_host.port)
+    sockets = procfs.listening_on(serve_host.port)
     assert len(sockets) == 2
-    assert sockets_held(serve_host.proc.pid) >= sockets  # kept, to restart a worker on
-    held = [sockets_held(pid) & sockets for pid in worker_pids(serve_host).values()]
+    assert procfs.socket_inodes(serve_host.proc.pid) >= sockets  # kept, to restart a worker on
+    held = [procfs.socket_inodes(pid) & sockets for pid in worker_pids(serve_host).values()]
     assert len(held) == 2 and all(len(h) == 1 for h in held) and held[0] != held[1]
 
 
