@@ -55,7 +55,10 @@ def configure(fmt: str | None = None, level: int = logging.INFO) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # WriteLogger hands each record and its newline to stderr in one write; print()
+        # makes two, and processes sharing the stream (serve's workers under systemd, with
+        # PYTHONUNBUFFERED=1) would put their records between them.
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
 
