@@ -34,7 +34,7 @@ from protocol.envelope import Message, seal
 from protocol.errors import ClockSkew, InternalError, ProtocolError, RateLimited, WrongRecipient
 from protocol.receive import Receiver
 from protocol.states import EngineEvent, EngineState
-from wsproxy_agent import logs, sdnotify, status_report, transport
+from wsproxy_agent import logs, memtrim, sdnotify, status_report, transport
 from wsproxy_agent.control import ControlServer, Request
 
 POLL_MS = 200
@@ -182,6 +182,7 @@ class EngineDaemon:
         self.rotation: Rotation | None = None
         self.deferred: Request | None = None  # the control request they will answer
         self.started_at = now_s()
+        self.after_burst = memtrim.AfterBurst()
         self._stop = threading.Event()
 
     def _receiver(self) -> Receiver:
@@ -235,10 +236,13 @@ class EngineDaemon:
                 ready = poller.poll(POLL_MS)
                 woke = time.monotonic()
                 backlog = False
+                if not ready and self.after_burst.due_when_quiet():
+                    self._give_memory_back()
                 for sock, _ in ready:
                     if sock is self.sock:
                         batch = self._drain()
                         backlog = len(batch) == DRAIN_MAX
+                        self.after_burst.handled(len(batch))
                         self._on_batch(batch)
                     elif (request := control.take()) is not None:
                         answer = self._on_control(request.body)
@@ -538,6 +542,17 @@ class EngineDaemon:
             if proxy.state is EngineState.INSTALLED and proxy.activate:
                 self.log.info("activation_resumed", fqdn=proxy.fqdn)
                 self._start_activation(proxy)
+
+    def _give_memory_back(self) -> None:
+        started = time.monotonic()
+        released = memtrim.release()
+        if released is not None:  # once per burst at most: worth a line
+            self.log.info(
+                "memory_released",
+                released_bytes=released,
+                resident_bytes=memtrim.resident_bytes(),
+                took_ms=round((time.monotonic() - started) * 1000, 1),
+            )
 
     # housekeeping and the local control socket
     def _housekeeping_interval(self) -> float:
