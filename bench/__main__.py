@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for key in chosen:
             module = importlib.import_module(f"bench.scenarios.{key}")
-            print(f"\n-- {key}: {module.__doc__.splitlines()[0]}", flush=True)
+            print(f"\n-- {key}: {(module.__doc__ or key).splitlines()[0]}", flush=True)
             ctx = BenchContext(quick=args.quick, workdir=workdir / key)
             ctx.workdir.mkdir()
             ticks = machine.cpu_ticks()

@@ -66,7 +66,7 @@ class Consoles:
         self.tls = ssl.create_default_context(cafile=plan.ca_file)
         self.urls: Iterator[str] = iter(plan.urls)
 
-    def open(self) -> Any:
+    def open(self) -> connect:
         return connect(
             next(self.urls),
             ssl=self.tls,

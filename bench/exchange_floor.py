@@ -63,10 +63,13 @@ def measure(exchanges: int) -> Floor:
         seal(engine_key, cat.STATUS_QUERY, {}, recipient=proxy_fp, now_ms=now_ms)
         receiver.receive(reply.frames, now_ms)
     protocol_us = (time.thread_time() - started) / exchanges * 1e6
-    query = list(seal(engine_key, cat.STATUS_QUERY, {}, recipient=proxy_fp, now_ms=now_ms).frames)
-    reply = list(replies[0].frames)
-    plain = _socket_us(query, reply, curve=False)
-    return Floor(protocol_us, plain, max(0.0, _socket_us(query, reply, curve=True) - plain))
+    query_frames = list(
+        seal(engine_key, cat.STATUS_QUERY, {}, recipient=proxy_fp, now_ms=now_ms).frames
+    )
+    reply_frames = list(replies[0].frames)
+    plain = _socket_us(query_frames, reply_frames, curve=False)
+    with_curve = _socket_us(query_frames, reply_frames, curve=True)
+    return Floor(protocol_us, plain, max(0.0, with_curve - plain))
 
 
 def _socket_us(query: list[bytes], reply: list[bytes], curve: bool) -> float:

@@ -220,7 +220,10 @@ class Hosts:
         return self._engine_rows("SELECT * FROM audit ORDER BY seq")
 
     def key_list(self) -> list[dict[str, object]]:
-        return json.loads(self.cli(self.engine, "keys", "list", "--json", check=True).stdout)
+        keys: list[dict[str, object]] = json.loads(
+            self.cli(self.engine, "keys", "list", "--json", check=True).stdout
+        )
+        return keys
 
     def engine_log(self) -> str:
         path = self.top / "engine.log"
