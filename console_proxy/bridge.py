@@ -1,15 +1,17 @@
 """One console: check the ticket in the URL, connect to its target, carry bytes both ways.
 
 Binary websocket messages go to the target's TCP stream as they are, and what the target
-sends goes back as binary messages. Each side waits for the other to take what it was
-given (websockets' send waits while its buffer is full, ``drain`` does for TCP, and the
-target's reading pauses while its bytes wait), so a slow reader slows its sender down
-instead of filling memory.
+sends goes back as binary messages: from the event loop's callbacks while neither side
+pushes back (console_proxy/connection.py), else through the console's two tasks. Each side
+waits for the other to take what it was given (websockets' send waits while its buffer is
+full, ``drain`` does for TCP, and the target's reading pauses while its bytes wait), so a
+slow reader slows its sender down instead of filling memory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import socket
 import ssl
@@ -22,6 +24,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
+from console_proxy.connection import ConsoleConnection
 from console_proxy.front import peer_of
 from console_proxy.target import TargetConnection
 from console_proxy.trust import TicketKey
@@ -50,6 +53,7 @@ class Bridge:
         self.open_consoles = 0
 
     async def handle(self, ws: ServerConnection) -> None:
+        assert isinstance(ws, ConsoleConnection)  # serve_consoles makes each connection one
         who = peer_of(ws.transport)
         target = await self._check(ws, who)
         if target is None:
@@ -77,7 +81,7 @@ class Bridge:
             **({"error": traffic.error} if traffic.error else {}),
         )
 
-    async def _check(self, ws: ServerConnection, who: str) -> ConsoleTarget | None:
+    async def _check(self, ws: ConsoleConnection, who: str) -> ConsoleTarget | None:
         assert ws.request is not None
         # oVirt takes the whole path after its '/' as the ticket.
         ticket = ws.request.path[1:]
@@ -102,7 +106,7 @@ class Bridge:
         return target
 
     async def _connect(
-        self, ws: ServerConnection, who: str, target: ConsoleTarget
+        self, ws: ConsoleConnection, who: str, target: ConsoleTarget
     ) -> TargetConnection | None:
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
@@ -127,11 +131,13 @@ class Bridge:
 
     async def _carry(
         self,
-        ws: ServerConnection,
+        ws: ConsoleConnection,
         target: TargetConnection,
         traffic: Traffic,
     ) -> str:
         """Carry bytes until either side ends; then close both. Says what ended it."""
+        ws.take_frame = functools.partial(_frame_to_target, target, traffic)
+        target.deliver = functools.partial(_bytes_to_client, ws, traffic)
         to_target = asyncio.create_task(_client_to_target(ws, target, traffic))
         to_client = asyncio.create_task(_target_to_client(target, ws, traffic))
         try:
@@ -139,6 +145,8 @@ class Bridge:
                 {to_target, to_client}, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
+            ws.take_frame = None
+            target.deliver = None
             for task in (to_target, to_client):
                 task.cancel()
             await asyncio.gather(to_target, to_client, return_exceptions=True)
@@ -182,8 +190,27 @@ def _os_why(exc: OSError) -> str:
     return os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__
 
 
+def _frame_to_target(target: TargetConnection, traffic: Traffic, data: bytes) -> bool:
+    """A binary message straight from the parser to the target, while the target takes it
+    without waiting (else the console's task writes it, and waits)."""
+    if not target.writable():
+        return False
+    target.write(data)
+    traffic.to_target += len(data)
+    return True
+
+
+def _bytes_to_client(ws: ConsoleConnection, traffic: Traffic, data: bytes) -> bool:
+    """The target's bytes straight to the browser as one message, while its side is open and
+    takes them without waiting (else the console's task sends them, and waits)."""
+    if not ws.send_now(data):
+        return False
+    traffic.to_client += len(data)
+    return True
+
+
 async def _client_to_target(
-    ws: ServerConnection, target: TargetConnection, traffic: Traffic
+    ws: ConsoleConnection, target: TargetConnection, traffic: Traffic
 ) -> str:
     try:
         async for message in ws:
@@ -201,7 +228,7 @@ async def _client_to_target(
 
 
 async def _target_to_client(
-    target: TargetConnection, ws: ServerConnection, traffic: Traffic
+    target: TargetConnection, ws: ConsoleConnection, traffic: Traffic
 ) -> str:
     try:
         while data := await target.read():

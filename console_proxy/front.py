@@ -42,9 +42,12 @@ class Front:
         self.open_timeout = open_timeout
         self.opening: set[asyncio.Task[None]] = set()
 
-    def connection_class(self) -> type[ServerConnection]:
-        """What websockets makes for each connection (its ``create_connection``)."""
-        return type("Connection", (FrontDoorConnection,), {"front": self})
+    def connection_class(
+        self, base: type[FrontDoorConnection] | None = None
+    ) -> type[FrontDoorConnection]:
+        """What websockets makes for each connection (its ``create_connection``): ``base``
+        (a FrontDoorConnection by default) with this door."""
+        return type("Connection", (base or FrontDoorConnection,), {"front": self})
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         if self.settings.ssl_only and connection.transport.get_extra_info("sslcontext") is None:

@@ -20,6 +20,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.typing import Subprotocol
 
 from console_proxy.bridge import Bridge
+from console_proxy.connection import ConsoleConnection
 from console_proxy.front import Front
 from console_proxy.settings import ServeSettings
 from console_proxy.tls import ServerTls, target_context
@@ -140,7 +141,7 @@ async def serve_consoles(
     async with serve(
         bridge.handle,
         sock=sock,
-        create_connection=front.connection_class(),
+        create_connection=front.connection_class(ConsoleConnection),
         process_request=front.process_request,
         select_subprotocol=select_subprotocol,
         # Console pixels are mostly compressed already; deflate would cost CPU per byte.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 
 # Bytes from the target that may wait for the browser's side before reading pauses. One read
 # of the event loop's (up to 256 KiB) may come on top: the most one console holds here.
@@ -22,6 +23,11 @@ class TargetClosed(ConnectionResetError):
 
 
 class TargetConnection(asyncio.Protocol):
+    # Set by the console's bridge while it carries bytes: takes what the target sent as it is
+    # read (True), or leaves it to wait for ``read()`` (False). Not while bytes wait: they go
+    # first.
+    deliver: Callable[[bytes], bool] | None = None
+
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self._chunks: deque[bytes] = deque()
@@ -41,6 +47,8 @@ class TargetConnection(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        if self.deliver is not None and not self._chunks and self.deliver(data):
+            return
         self._chunks.append(data)
         self._waiting_bytes += len(data)
         if self._waiting_bytes > PAUSE_READING_AT and not self._reading_paused:
@@ -95,6 +103,10 @@ class TargetConnection(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         assert self.transport is not None
         self.transport.write(data)
+
+    def writable(self) -> bool:
+        """Whether a write now goes out without waiting: connected, and not pushing back."""
+        return not self._lost and self._writable is None
 
     async def drain(self) -> None:
         """Wait while the target's side holds more than its transport's high-water mark."""

@@ -111,3 +111,27 @@ def test_a_clean_loss_makes_drain_fail_with_a_sentence() -> None:
             await target.drain()
 
     with_target(test)
+
+
+def test_bytes_go_to_deliver_as_read_but_never_ahead_of_bytes_waiting() -> None:
+    async def test(target: TargetConnection, display: socket.socket) -> None:
+        offered: list[bytes] = []
+
+        def deliver(data: bytes) -> bool:  # refuses the first bytes (pushes back), then takes
+            offered.append(data)
+            return len(offered) > 1
+
+        target.deliver = deliver
+        await send_all(display, b"first")
+        while not offered:
+            await asyncio.sleep(0.01)
+        await send_all(display, b"second")  # would be taken: bytes wait, so not offered
+        await asyncio.sleep(0.1)
+        assert offered == [b"first"]
+        assert await target.read() == b"firstsecond"
+        await send_all(display, b"third")  # nothing waits: taken as read
+        while len(offered) < 2:
+            await asyncio.sleep(0.01)
+        assert offered == [b"first", b"third"]
+
+    with_target(test)

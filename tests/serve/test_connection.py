@@ -1,0 +1,88 @@
+"""The browser's connection hands binary frames to its console as they are parsed, but never
+ahead of frames already queued, and never a text or fragmented message
+(console_proxy/connection.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from websockets.asyncio.connection import Connection
+from websockets.datastructures import Headers
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Request
+from websockets.server import ServerProtocol
+
+from console_proxy.connection import ConsoleConnection
+
+
+class Transport(asyncio.Transport):
+    """Where the connection would write, read and pause: nowhere."""
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return False
+
+
+def opened() -> ConsoleConnection:
+    """A connection past its handshake (and past the front door's TLS), fed frames by hand."""
+    connection = ConsoleConnection(ServerProtocol(), None)  # type: ignore[arg-type]
+    Connection.connection_made(connection, Transport())
+    connection.request = Request("/ticket", Headers())
+    return connection
+
+
+def taking(after: int, taken: list[bytes]) -> Callable[[bytes], bool]:
+    """A console that refuses the first ``after`` frames offered (it pushes back), then takes."""
+
+    def take(data: bytes) -> bool:
+        taken.append(data)
+        return len(taken) > after
+
+    return take
+
+
+def test_a_binary_frame_is_taken_as_it_is_parsed_and_not_queued() -> None:
+    async def main() -> None:
+        connection, taken = opened(), []
+        connection.take_frame = taking(0, taken)
+        connection.process_event(Frame(Opcode.BINARY, b"keys"))
+        assert taken == [b"keys"]
+        assert len(connection.recv_messages.frames) == 0
+
+    asyncio.run(main())
+
+
+def test_frames_after_a_queued_one_queue_behind_it() -> None:
+    async def main() -> None:
+        connection, taken = opened(), []
+        connection.take_frame = taking(1, taken)
+        connection.process_event(Frame(Opcode.BINARY, b"first"))  # refused: queued
+        connection.process_event(Frame(Opcode.BINARY, b"second"))  # would be taken: not offered
+        assert taken == [b"first"]
+        assert await connection.recv() == b"first"
+        assert await connection.recv() == b"second"
+
+    asyncio.run(main())
+
+
+def test_text_and_fragmented_messages_are_never_offered() -> None:
+    async def main() -> None:
+        connection, taken = opened(), []
+        connection.take_frame = taking(0, taken)
+        connection.process_event(Frame(Opcode.TEXT, b"hello"))
+        assert await connection.recv() == "hello"
+        connection.process_event(Frame(Opcode.BINARY, b"frag", fin=False))
+        connection.process_event(Frame(Opcode.CONT, b"ment"))
+        assert await connection.recv() == b"fragment"
+        assert taken == []
+
+    asyncio.run(main())
