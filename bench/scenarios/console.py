@@ -325,7 +325,7 @@ def start_target() -> tuple[subprocess.Popen[str], int]:
 
 
 def run(ctx: BenchContext) -> ScenarioResult:
-    rounds = ctx.repeats(3, 1)
+    rounds = ctx.repeats(5, 1)
     load = Load(
         latency_s=1.0 if ctx.quick else 2.5,
         latency_slices=ctx.scale(6, 2),
@@ -536,23 +536,27 @@ Added latency: 64-byte round trips, {consoles} consoles each sending one every
 for both. The proxy's CPU per round trip was {ours_us_per_round_trip} µs for ours and
 {theirs_us_per_round_trip} µs for websockify, but websockify's is spread over {consoles}
 processes that run side by side, while each of our workers runs its consoles' messages one
-after the other in its event loop, so a message that arrives while another is handled waits;
-and per message, asyncio's pure-Python TLS and a task wake-up each way take longer from arrival to answer than
-websockify's blocking calls: with one console at 500 round trips a second (measured apart), ours added about 0.2 ms
-more than websockify at the median, and its profile was ``SSLObject.read`` 14 % (asyncio's
-sslproto reads each record with ``read(256 KiB)``, then reads again until SSLWantReadError),
-the socket send 11 %, and the event loop's own bookkeeping about 14 %. The shared machine
-weighs on all of these: over the runs, the straight round trip's own median ranged from
-{direct_p50_low} to {direct_p50_high} ms and its p99 from {direct_p99_low} to
-{direct_p99_high} ms. Three full runs of one process (before workers) on 2026-11-22 gave a
-one-console download of 1.06, 0.95 and 0.87 of websockify's MB/s, and a median added round
-trip 0.18 ms above websockify's, 0.18 ms below it, and 1.05 ms above it: the verdicts fell either
-way from run to run, and ours moved more with the machine, since everything it did waited
-for one process to be given a core.
-With a worker per core, three runs of this scenario on 2026-12-07 (a 2-core AMD EPYC, little
-steal) gave a one-console download of 1.38, 1.21 and 1.11 of websockify's MB/s, and a median
-added round trip of 0.56 against 0.60 ms, 0.66 against 0.79 ms, and 1.07 against 0.78 ms:
-throughput held in every run, the median latency in two of three.
+after the other in its event loop, so a message that arrives while another is handled waits.
+Per message, ours used to wake the console's task twice on each hop (the parsed frame's
+queue, then the target's read and ``send()``'s context and drain): with one console doing
+64-byte round trips back to back (measured apart, four interleaved runs each), ours added
+0.35 to 0.43 ms at the median and websockify 0.28, and the profile was half event-loop and
+task machinery. Bytes now go on from the event loop's callbacks while neither side pushes
+back (console_proxy/connection.py): 0.29 to 0.30 ms against websockify's 0.28 in the same
+runs, and the CPU per round trip here fell from 403 µs (2026-12-07, before) to under
+websockify's. What is left per message is asyncio's TLS in Python (``SSLObject.read`` and
+``write``, about 10 % of the worker's samples) and the socket sends (12 %), which on loopback
+carry the receiver's wake-up. The shared machine weighs on all of these: over the runs, the
+straight round trip's own median ranged from {direct_p50_low} to {direct_p50_high} ms and its
+p99 from {direct_p99_low} to {direct_p99_high} ms. Three full runs of one process (before
+workers) on 2026-11-22 gave a median added round trip 0.18 ms above websockify's, 0.18 ms
+below it, and 1.05 ms above it. With a worker per core, three runs on 2026-12-07 gave 0.56
+against 0.60 ms, 0.66 against 0.79 ms, and 1.07 against 0.78 ms; with the callbacks, three
+more that day gave 0.69 against 0.60 ms, 0.58 against 0.69 ms and 0.65 against 0.59 ms, so
+the scenario now takes five runs a side rather than three, and the first of those gave 0.540
+against 0.528 ms. The medians of the two proxies now lie within the spread between runs of
+either, the verdict falling either way by less than that spread; the p99 has been ours in
+every run since the workers.
 
 Both used {cipher}, with the same certificate and key.
 """
