@@ -553,10 +553,10 @@ workers) on 2026-11-22 gave a median added round trip 0.18 ms above websockify's
 below it, and 1.05 ms above it. With a worker per core, three runs on 2026-12-07 gave 0.56
 against 0.60 ms, 0.66 against 0.79 ms, and 1.07 against 0.78 ms; with the callbacks, three
 more that day gave 0.69 against 0.60 ms, 0.58 against 0.69 ms and 0.65 against 0.59 ms, so
-the scenario now takes five runs a side rather than three, and the first of those gave 0.540
-against 0.528 ms. The medians of the two proxies now lie within the spread between runs of
-either, the verdict falling either way by less than that spread; the p99 has been ours in
-every run since the workers.
+the scenario now takes five runs a side rather than three; two such on 2026-12-07 gave 0.540
+against 0.528 ms and (a fresh clone's full `make bench`) 0.618 against 0.75 ms. The medians
+of the two proxies now lie within the spread between runs of either, the verdict falling
+either way by less than that spread; the p99 has been ours in every run since the workers.
 
 Both used {cipher}, with the same certificate and key.
 """
