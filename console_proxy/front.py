@@ -42,12 +42,10 @@ class Front:
         self.open_timeout = open_timeout
         self.opening: set[asyncio.Task[None]] = set()
 
-    def connection_class(
-        self, base: type[FrontDoorConnection] | None = None
-    ) -> type[FrontDoorConnection]:
+    def connection_class(self, base: type[FrontDoorConnection]) -> type[FrontDoorConnection]:
         """What websockets makes for each connection (its ``create_connection``): ``base``
-        (a FrontDoorConnection by default) with this door."""
-        return type("Connection", (base or FrontDoorConnection,), {"front": self})
+        with this door."""
+        return type("Connection", (base,), {"front": self})
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         if self.settings.ssl_only and connection.transport.get_extra_info("sslcontext") is None:
