@@ -14,7 +14,7 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -54,7 +54,7 @@ class Target:
         self.thread = threading.Thread(target=self._serve, args=(work,), daemon=True)
         self.thread.start()
 
-    def _serve(self, work) -> None:  # type: ignore[no-untyped-def]
+    def _serve(self, work: Callable[[socket.socket], None]) -> None:
         conn, _ = self.listener.accept()
         with conn:
             work(conn)
