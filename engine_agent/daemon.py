@@ -549,8 +549,7 @@ class EngineDaemon:
         if released is not None:  # once per burst at most: worth a line
             self.log.info(
                 "memory_released",
-                released_bytes=released,
-                resident_bytes=memtrim.resident_bytes(),
+                **released._asdict(),
                 took_ms=round((time.monotonic() - started) * 1000, 1),
             )
 

@@ -39,7 +39,7 @@ thread.start()
 thread.join()
 before = memtrim.resident_bytes()
 released = memtrim.release()
-print(released, before - memtrim.resident_bytes())
+print(released.released_bytes, before - released.resident_bytes)
 """
 
 

@@ -15,6 +15,7 @@ import ctypes
 import functools
 import os
 from collections.abc import Callable
+from typing import NamedTuple
 
 # Messages handled since the last trim before a quiet moment is worth one. A trim costs a
 # millisecond or two of walking the heap, the pages it returns are faulted back in on reuse,
@@ -41,15 +42,21 @@ class AfterBurst:
         return True
 
 
-def release() -> int | None:
-    """Give free heap pages back to the system; the resident bytes that went (None where the
-    C library cannot)."""
+class Released(NamedTuple):
+    released_bytes: int
+    resident_bytes: int  # after
+
+
+def release() -> Released | None:
+    """Give free heap pages back to the system: how much went, and what is left (None where
+    the C library cannot)."""
     trim = _malloc_trim()
     if trim is None:
         return None
     before = resident_bytes()
     trim(0)
-    return max(0, before - resident_bytes())
+    after = resident_bytes()
+    return Released(max(0, before - after), after)
 
 
 def resident_bytes() -> int:
