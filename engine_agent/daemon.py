@@ -235,37 +235,7 @@ class EngineDaemon:
                 self._stop.wait(settle_until - time.monotonic())
                 ready = poller.poll(POLL_MS)
                 woke = time.monotonic()
-                backlog = False
-                if not ready and self.after_burst.due_when_quiet():
-                    self._give_memory_back()
-                for sock, _ in ready:
-                    if sock is self.sock:
-                        batch = self._drain()
-                        backlog = len(batch) == DRAIN_MAX
-                        self.after_burst.handled(len(batch))
-                        self._on_batch(batch)
-                    elif (request := control.take()) is not None:
-                        answer = self._on_control(request.body)
-                        if answer is None:
-                            # Answered once the live query or rotation ends; until then
-                            # other requests wait in the socket's backlog.
-                            self.deferred = request
-                            poller.unregister(control)
-                        else:
-                            request.answer(answer)
-                if self.live is not None and self.live.finished():
-                    self._answer_deferred(poller, control, self.live.result())
-                    self.live = None
-                if self.rotation is not None and self.rotation.finished():
-                    result = self._finish_rotation(ctx, poller, self.rotation)
-                    self._answer_deferred(poller, control, result)
-                    self.rotation = None
-                self._drain_outcomes()
-                # An operator may ask again at once (status --live rounds, say): no settling
-                # after the control socket's turn, nor while an answer is awaited.
-                operator = len(ready) != 1 or ready[0][0] is not self.sock
-                operator = operator or self.live is not None or self.rotation is not None
-                settle_until = woke + COALESCE_S if not (backlog or operator) else 0.0
+                settle_until = woke + self._turn(ready, poller, control, ctx)
                 if time.monotonic() >= next_flush:
                     self.registry.flush_heard()
                     next_flush = time.monotonic() + FLUSH_HEARD_S
@@ -281,6 +251,47 @@ class EngineDaemon:
             ctx.term()
             self.registry.close()
             self.seen_store.close()
+
+    def _turn(
+        self,
+        ready: list[tuple[Any, int]],
+        poller: zmq.Poller,
+        control: ControlServer,
+        ctx: zmq.Context[Any],
+    ) -> float:
+        """Handle what woke the loop; how long it waits before looking again (COALESCE_S)."""
+        backlog = False
+        if not ready and self.after_burst.due_when_quiet():
+            self._give_memory_back()
+        for sock, _ in ready:
+            if sock is self.sock:
+                batch = self._drain()
+                backlog = len(batch) == DRAIN_MAX
+                self.after_burst.handled(len(batch))
+                self._on_batch(batch)
+            elif (request := control.take()) is not None:
+                answer = self._on_control(request.body)
+                if answer is None:
+                    # Answered once the live query or rotation ends; until then other
+                    # requests wait in the socket's backlog.
+                    self.deferred = request
+                    poller.unregister(control)
+                else:
+                    request.answer(answer)
+        # An operator may ask again at once (status --live rounds, say): no settling after
+        # the control socket's turn, nor while an answer is awaited, nor in the turn that
+        # gives it (taken before the answer, which ends the wait).
+        operator = len(ready) != 1 or ready[0][0] is not self.sock
+        operator = operator or self.live is not None or self.rotation is not None
+        if self.live is not None and self.live.finished():
+            self._answer_deferred(poller, control, self.live.result())
+            self.live = None
+        if self.rotation is not None and self.rotation.finished():
+            result = self._finish_rotation(ctx, poller, self.rotation)
+            self._answer_deferred(poller, control, result)
+            self.rotation = None
+        self._drain_outcomes()
+        return COALESCE_S if not (backlog or operator) else 0.0
 
     def _bind(self, ctx: zmq.Context[Any]) -> Any:
         secret = transport.read_curve_key(self.paths.curve_secret) if self.settings.curve else None

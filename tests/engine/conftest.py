@@ -1,0 +1,53 @@
+"""An engine daemon built in the test's process, its loop not running: a test hands its
+methods what the sockets would."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import zmq
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from engine_agent.daemon import EngineDaemon
+from engine_agent.registry import Registry
+from engine_agent.settings import EngineSettings
+from protocol import identity
+from protocol.states import EngineEvent
+from tests.e2e.conftest import host_pair, short_tempdir
+
+
+def enrolled(registry: Registry, count: int) -> list[Ed25519PrivateKey]:
+    keys = [identity.generate() for _ in range(count)]
+    for n, key in enumerate(keys):
+        fqdn = f"p{n}.example"
+        registry.transition(
+            fqdn,
+            EngineEvent.REQUEST_WITH_TOKEN,
+            actor="test",
+            why="test",
+            fingerprint=identity.fingerprint(key),
+            identity_key=identity.public_raw(key),
+            port=6100,
+            activate=0,
+        )
+    return keys
+
+
+@pytest.fixture
+def daemon() -> Iterator[EngineDaemon]:
+    with host_pair(short_tempdir()) as h:
+        h.engine_init()
+        engine = EngineDaemon(EngineSettings.load(h.engine))
+        engine.proxies = enrolled(engine.registry, 3)  # type: ignore[attr-defined]
+        ctx: zmq.Context[Any] = zmq.Context()
+        engine.sock = ctx.socket(zmq.ROUTER)  # replies to unknown routes fail, as they may
+        engine.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        try:
+            yield engine
+        finally:
+            engine.sock.close(linger=0)
+            ctx.term()
+            engine.registry.close()
+            engine.seen_store.close()
