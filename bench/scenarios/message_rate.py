@@ -235,6 +235,7 @@ def run(ctx: BenchContext) -> ScenarioResult:
     # The same with no Python around the two operations: only the socket and Curve left.
     bare_ceiling = crypto_us / (crypto_us + zmq_us + curve_us)
     checks_us = floor_us - crypto_us - zmq_us - curve_us
+    daemon_us = summarize(cpu["on"]).median - floor_us
     result.facts.update(
         proxies=str(proxies),
         per_proxy=str(per_proxy),
@@ -257,7 +258,15 @@ def run(ctx: BenchContext) -> ScenarioResult:
         curve_us=f"{curve_us:.0f}",
         floor_us=f"{floor_us:.0f}",
         ceiling=f"{ceiling:.2f}",
-        of_ceiling=f"{ratios['exchanges_on'] / ceiling:.2f}",
+        target=f"{TARGET}",
+        daemon_us=f"{daemon_us:.0f}",
+        need_us=f"{crypto_us / TARGET:.0f}",
+        room=(
+            f"that leaves {crypto_us / TARGET - floor_us:.0f} µs above the floor for the "
+            f"daemon's work, which takes {daemon_us:.0f} µs"
+            if crypto_us / TARGET > floor_us
+            else "the floor alone is over that, before the daemon's work"
+        ),
         bare_ceiling=f"{bare_ceiling:.2f}",
         ceiling_verdict=ceiling_verdict(ceiling, bare_ceiling, checks_us),
     )
@@ -273,8 +282,8 @@ verification (its proxy signed it) and {beat_cpu_on} µs of CPU in all with Curv
 Curve), the engine on a CPU {beat_busy} % of the time. A status exchange costs the engine
 both operations, a signature for the query and a verification for the reply, and
 {exchange_cpu_on} µs of CPU in all: {exchanges_on}/s, {ratio_exchanges_on} of the bound
-({exchanges_off}/s and {ratio_exchanges_off} without Curve), the engine on a CPU only
-{exchange_busy} % of the time: it waits for the replies, which the simulated proxies must
+({exchanges_off}/s and {ratio_exchanges_off} without Curve), the engine on a CPU
+{exchange_busy} % of the time; the rest it waits for replies, which the simulated proxies
 sign on the same two cores, and each round for its slowest answer. With Curve the rates
 were {curve_beats} (heartbeats) and {curve_exchanges} (exchanges) times those without:
 libzmq encrypts in its own thread, on the other core, so Curve costs little beside the
@@ -299,7 +308,13 @@ found two costs that grew with use: the seen-id store's inserts, 8 % of the engi
 samples, each id landing on a page of its own in a table keyed by random bytes (now keyed
 by time, so a batch lands on the last pages), and the registry's check for other processes'
 commits before every message, 9 % (now once per batch taken from the socket); the engine's
-CPU per heartbeat went from about 250 to 210 µs in that loop.
+CPU per heartbeat went from about 250 to 210 µs in that loop. The same day a profile of
+back-to-back live rounds that counted idle time (py-spy --idle) found the engine asleep 29 %
+of the wall-clock time: the turn of its loop that ended a round had been woken by the last
+reply, so it counted as proxies' traffic and the loop waited out its 50 ms coalescing delay
+while the next round's request waited. That turn no longer settles, and the rate in the same
+set-up went from about 1,700 to 2,500-3,200 exchanges/s, the engine on a CPU 91-93 % of the
+time instead of 57 %.
 
 What is left is the floor. Timed in the same runs with the engine's own calls and nothing the
 daemon adds (bench/exchange_floor.py): sealing a query and taking a reply through the receive
@@ -308,14 +323,20 @@ the other on a ZeroMQ socket without Curve, in batches as the engine drains its 
 {floor_zmq} µs of the process's CPU (libzmq's I/O thread included); and what CurveZMQ adds to
 that, {curve_us} µs (libsodium's box over a few hundred bytes, each way). Those
 {floor_us} µs contain the bound's {crypto_us} µs of signature and verification, so an exchange
-can reach at most {ceiling} of the bound per core the engine has: {ceiling_verdict}. The
-wall-clock rate here has the same ceiling: the proxy's end of an exchange is the same work
-mirrored (a verification, the pipeline's checks, a seal), and both ends share the machine's
-two cores, so at most two cores over twice the floor. The daemon reached {of_ceiling} of that
-ceiling. A profile of the engine in back-to-back live rounds alone (py-spy, 30 s, Curve on,
-2026-11-22) puts the rest where the floor says: sealing the queries 35 % of its samples (the
-signature 19 %), the receive pipeline 35 % (the verification 18 %), zmq's send and receive
-13 %, the key lookup and its registry version check 4 %, the seen-id store's transaction 4 %,
-dispatch and the live round's bookkeeping the rest; and the engine was on a CPU only
-{exchange_busy} % of the time, waiting for each round's slowest reply.
+can reach at most {ceiling} of the bound per core the engine has: {ceiling_verdict}. The engine
+spent {exchange_cpu_on} µs per exchange, {daemon_us} µs above the floor: the daemon's own
+work (the loop and its poll, the batch's seen-id transaction, the key lookup, the live round's
+bookkeeping and its answer to the operator). For {target} of the bound the engine would have
+to stay within {need_us} µs per exchange ({crypto_us} µs over {target}) and be on a CPU all the
+time: {room}. And the
+simulated proxies take their share of the same two cores: each exchange costs them a seal (a
+signature; they are a load generator and do not verify the query) and their own socket's
+work. A profile of the engine in back-to-back live rounds (py-spy, Curve on, 2026-12-07,
+after the fix above) puts its samples where the floor says: the signature 28 % and the
+verification 24 %; the receive pipeline's checks around the verification 15 %; zmq's send
+and receive 8 %, the loop's poll and drain 5 %; pushing the queries (routes, bookkeeping) 4 %,
+the seal's Python around the signature 3 % and its random ids 3 %; the seen-id store's
+transaction 2 % and the operator's answer (JSON) 2 %; nothing else above 1 %. The
+gap is Python spread thin over every step, not one cost to remove: the target needs each
+side's Python per message cut to a few microseconds, which this stack does not reach.
 """
