@@ -23,17 +23,17 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from test_pki import (  # shared helpers; pytest puts this directory on sys.path
+
+from engine_agent import pki
+from engine_agent.pki import CertificateAuthority
+from protocol.errors import BadRequest
+from tests.support.pki import (
     CA_SUBJECT,
     ENGINE,
     NOW,
     PROXY,
     rsa_key,
 )
-
-from engine_agent import pki
-from engine_agent.pki import CertificateAuthority
-from protocol.errors import BadRequest
 from tests.support.profile import assert_profile
 from wsproxy_agent.paths import HostPaths
 

@@ -22,16 +22,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from test_pki import (  # shared helpers; pytest puts this directory on sys.path
-    CA_SUBJECT,
-    ENGINE,
-    NOW,
-    PROXY,
-    copy_root,
-    make_csr,
-    openssl_verify,
-    rsa_key,
-)
 
 from engine_agent import pki
 from engine_agent.pki import create_ca, load_ca_cert
@@ -44,6 +34,16 @@ from engine_agent.signer import (
     make_signer,
 )
 from protocol.errors import BadRequest
+from tests.support.pki import (
+    CA_SUBJECT,
+    ENGINE,
+    NOW,
+    PROXY,
+    copy_root,
+    make_csr,
+    openssl_verify,
+    rsa_key,
+)
 from tests.support.profile import assert_profile
 from wsproxy_agent import commands
 from wsproxy_agent.paths import HostPaths
