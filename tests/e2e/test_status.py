@@ -61,7 +61,9 @@ def test_renewal_due_dates_on_both_hosts_follow_the_certificate(running: Hosts) 
     # Running, the daemon's own plan, with the jitter it drew.
     h.start_proxy()
     wait_for(lambda: status(h, h.proxy)["renewal"]["exact"], "the daemon's renewal plan")
-    jitter = control.ask(HostPaths.under(h.proxy).proxy_control, {"op": "ping"})["jitter"]
+    pong = control.ask(HostPaths.under(h.proxy).proxy_control, {"op": "ping"})
+    assert pong is not None, "the proxy daemon did not answer its control socket"
+    jitter = pong["jitter"]
     due = status(h, h.proxy)["renewal"]["due"]
     assert abs(due - (start + lifetime * (2 / 3 + jitter))) <= 1
     assert abs(due - two_thirds) <= lifetime * 0.05 + 1

@@ -26,6 +26,7 @@ def test_without_a_running_daemon_or_for_another_certificate_the_rule_gives_abou
 def test_failures_show_with_the_next_try():
     failing = {**PLAN, "failures": 2, "next_try": 211 * DAY}
     plan = renewal_plan({**CERT, "renewal": failing}, daemon_running=True)
+    assert plan is not None
     assert describe_renewal(plan) == "failed 2 times, next try 1970-07-31 00:00:00 UTC"
     assert describe_renewal({**plan, "failures": 1}).startswith("failed 1 time,")
 
