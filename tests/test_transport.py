@@ -3,17 +3,25 @@ probes the connection how often."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import zmq
 
 from wsproxy_agent import transport
+
+
+def int_option(sock: zmq.Socket[Any], option: int) -> int:
+    value = sock.getsockopt(option)
+    assert isinstance(value, int)  # the backoff options are numbers, not bytes
+    return value
 
 
 def test_each_client_draws_its_own_reconnect_backoff() -> None:
     ctx = zmq.Context()
     try:
         socks = [transport.client(ctx, "tcp://127.0.0.1:1", None)[0] for _ in range(40)]
-        first = [s.getsockopt(zmq.RECONNECT_IVL) for s in socks]
-        cap = [s.getsockopt(zmq.RECONNECT_IVL_MAX) for s in socks]
+        first = [int_option(s, zmq.RECONNECT_IVL) for s in socks]
+        cap = [int_option(s, zmq.RECONNECT_IVL_MAX) for s in socks]
         for s in socks:
             s.close()
     finally:

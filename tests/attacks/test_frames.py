@@ -149,7 +149,9 @@ def _megabyte_of(value: bytes) -> bytes:
 
 def _envelope_with_timestamp() -> bytes:
     envelope: dict[str, Any] = {"v": 1, "type": cat.HEARTBEAT, "ts": msgpack.Timestamp(0, 0)}
-    return msgpack.packb(envelope)
+    packed = msgpack.packb(envelope)
+    assert isinstance(packed, bytes)
+    return packed
 
 
 # Each bomb, and what the engine's refusal of it says.

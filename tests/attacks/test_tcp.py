@@ -59,14 +59,15 @@ def wait_closed(socks: list[socket.socket], within_s: float) -> dict[socket.sock
             if left <= 0:
                 break
             for key, _ in sel.select(left):
-                sock: Any = key.fileobj
+                ready = key.fileobj
+                assert isinstance(ready, socket.socket)  # only sockets were registered
                 try:
-                    ended = sock.recv(65536) == b""
+                    ended = ready.recv(65536) == b""
                 except ConnectionResetError:
                     ended = True
                 if ended:
-                    closed[sock] = time.monotonic() - start
-                    sel.unregister(sock)
+                    closed[ready] = time.monotonic() - start
+                    sel.unregister(ready)
     return closed
 
 

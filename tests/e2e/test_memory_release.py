@@ -40,4 +40,4 @@ def test_the_engine_gives_back_what_a_burst_of_heartbeats_left(running: Hosts) -
     (released,) = log_events(h.engine_log(), "memory_released")
     # How much depends on where glibc put what (tests/test_memtrim.py proves the amount).
     assert isinstance(released["released_bytes"], int) and released["released_bytes"] > 0
-    assert released["resident_bytes"] > 0
+    assert isinstance(released["resident_bytes"], int) and released["resident_bytes"] > 0

@@ -35,6 +35,7 @@ def fixes_for(report: dict[str, Any], words: str) -> list[str]:
 
 def engine_row(h: Hosts) -> dict[str, Any]:
     [row] = status(h, h.engine)["proxies"]
+    assert isinstance(row, dict)
     return row
 
 

@@ -73,7 +73,9 @@ def printed_ticket(done: subprocess.CompletedProcess[str]) -> str:
 
 
 def fields_of(ticket: str) -> dict[str, str]:
-    return json.loads(base64.b64decode(ticket))
+    fields = json.loads(base64.b64decode(ticket))
+    assert isinstance(fields, dict)
+    return fields
 
 
 def clean_failure(done: subprocess.CompletedProcess[str], code: int) -> str:
@@ -124,6 +126,7 @@ def test_the_pem_key_serves_when_there_is_no_p12(root: Path) -> None:
 def test_a_p12_that_will_not_open_is_a_clean_error(root: Path) -> None:
     paths = HostPaths.under(root)
     key = serialization.load_pem_private_key(paths.engine_key.read_bytes(), password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)  # the engine's key, as oVirt makes it
     cert = x509.load_pem_x509_certificate(paths.engine_cert.read_bytes())
     other_password = serialization.BestAvailableEncryption(b"not-mypass")
     paths.engine_p12.write_bytes(

@@ -69,7 +69,9 @@ def stray_temps(h: Hosts) -> list[Path]:
 
 
 def proxy_state(h: Hosts) -> dict[str, Any]:
-    return json.loads((h.proxy / "var/lib/wsproxy-agent/proxy-state.json").read_text())
+    state = json.loads((h.proxy / "var/lib/wsproxy-agent/proxy-state.json").read_text())
+    assert isinstance(state, dict)
+    return state
 
 
 def pending_request(h: Hosts) -> list[Path]:

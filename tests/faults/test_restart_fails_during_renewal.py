@@ -75,6 +75,7 @@ def test_restart_failing_during_proxy_renew(running: Hosts) -> None:
     assert SERVICE_ERROR in result.stderr
     assert "Traceback" not in result.stderr
     signed = h.registry()[0]["serial"]
+    assert isinstance(signed, str)  # the engine signed the renewal
     assert signed != serial_of(old)
     assert_renewal_unfinished(h, signed, SERVICE_ERROR)
 
@@ -97,6 +98,7 @@ def test_restart_hanging_during_proxy_renew_is_cut_off(running: Hosts) -> None:
     assert took < 60  # bounded by command_timeout (5 s), not the stand-in's hour
     assert not processes_running(h.systemctl_proxy.path)  # the hung command was killed
     signed = h.registry()[0]["serial"]
+    assert isinstance(signed, str)  # the engine signed the renewal
     assert_renewal_unfinished(h, signed, "did not finish within 5 s")
 
     h.systemctl_proxy.heal()
@@ -118,6 +120,7 @@ def test_the_daemon_retries_a_renewal_whose_restart_failed(running: Hosts) -> No
     [failed] = [json.loads(x) for x in h.proxy_log().splitlines() if '"renewal_failed"' in x]
     assert SERVICE_ERROR in failed["why"] and failed["retry_in_s"] == 60
     signed = h.registry()[0]["serial"]
+    assert isinstance(signed, str)  # the engine signed the renewal
     assert_renewal_unfinished(h, signed, SERVICE_ERROR)
 
     h.systemctl_proxy.heal()

@@ -48,7 +48,9 @@ def ticket(**kwargs: Any) -> str:
 
 
 def fields_of(text: str) -> dict[str, Any]:
-    return json.loads(base64.b64decode(text))
+    fields = json.loads(base64.b64decode(text))
+    assert isinstance(fields, dict)
+    return fields
 
 
 def encode(fields: dict[str, Any]) -> str:

@@ -143,7 +143,7 @@ def test_enroll_request_carries_a_checkable_proof(world):
     receiver, _ = world.receiver(Role.ENGINE, knows=[])
     msg = receiver.receive(sealed.frames, world.now_ms)
     stored = tokens.derive_proof_key(token.secret)  # what the engine keeps
-    args = (msg.body["identity_key"], msg.body["csr"].encode(), msg.id)
-    assert tokens.proof_matches(stored, *args, msg.body["token_proof"])
+    args = (msg.blob("identity_key"), msg.text("csr").encode(), msg.id)
+    assert tokens.proof_matches(stored, *args, msg.blob("token_proof"))
     # The same proof replayed on a new message id does not match.
-    assert not tokens.proof_matches(stored, *args[:2], bytes(16), msg.body["token_proof"])
+    assert not tokens.proof_matches(stored, *args[:2], bytes(16), msg.blob("token_proof"))

@@ -119,7 +119,9 @@ def test_join_for_proxy_serve_then_serve_a_console_with_the_delivered_files(
             url = f"wss://127.0.0.1:{port}/{ticket}"
             async with connect(url, ssl=browser, server_hostname=PROXY_FQDN) as ws:
                 await ws.send(b"through the joined proxy")
-                return bytes(await ws.recv())
+                answer = await ws.recv()
+                assert isinstance(answer, bytes), "console bytes come back as a binary frame"
+                return answer
 
         assert run(console()) == b"through the joined proxy"
     finally:
