@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,7 @@ class RawProxy:
         self.sock.send_multipart(sealed.frames)
         return sealed.id
 
-    def send_frames(self, frames: list[bytes]) -> None:
+    def send_frames(self, frames: Sequence[bytes]) -> None:
         self.sock.send_multipart(frames)
 
     def reply(self, timeout_s: float = 5.0) -> Message | None:

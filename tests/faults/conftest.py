@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from proxy_agent import install
-from tests.e2e.conftest import PROXY_FQDN, Hosts, Standin, hosts, joined, running, wait_for  # noqa: F401
+from tests.e2e.conftest import PROXY_FQDN, Hosts, Standin, hosts, running, wait_for  # noqa: F401
 from tests.support.privileged import tmpfs
 from wsproxy_agent.paths import HostPaths
 from wsproxy_agent.testseam import PAUSE_AFTER

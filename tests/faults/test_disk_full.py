@@ -11,11 +11,10 @@ import json
 
 import pytest
 
-from tests.e2e.conftest import Hosts, wait_for
+from tests.e2e.conftest import Hosts, joined, wait_for
 from tests.faults.conftest import (
     KEY_NAME,
     backups,
-    joined,
     key_matches_cert,
     pause_daemons_after,
     pending_request,

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import Hosts, wait_for
+from tests.e2e.conftest import Hosts, joined, wait_for
 from tests.faults.conftest import (
     KEY_NAME,
     Snapshot,
     backups,
-    joined,
     key_matches_cert,
     kill_orphaned,
     pause_daemons_after,

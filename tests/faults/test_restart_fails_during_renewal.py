@@ -14,10 +14,9 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import PROXY_FQDN, Hosts, wait_for
+from tests.e2e.conftest import PROXY_FQDN, Hosts, joined, wait_for
 from tests.faults.conftest import (
     engine_config_calls,
-    joined,
     key_matches_cert,
     pending_request,
     processes_running,

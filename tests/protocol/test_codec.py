@@ -92,8 +92,9 @@ def test_oversize_is_refused_without_decoding(monkeypatch, world):
         calls.append(len(data))
         return unpackb(data, **limits)
 
-    monkeypatch.setattr(codec.msgpack, "Unpacker", Spy)
-    monkeypatch.setattr(codec.msgpack, "unpackb", spy_unpackb)
+    # protocol.codec's msgpack is this module: patch it where codec looks it up.
+    monkeypatch.setattr(msgpack, "Unpacker", Spy)
+    monkeypatch.setattr(msgpack, "unpackb", spy_unpackb)
     oversize = b"\x90" + bytes(LIMITS.max_message)
     assert len(oversize) == LIMITS.max_message + 1
     with pytest.raises(BadRequest, match="limit"):

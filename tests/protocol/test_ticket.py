@@ -66,6 +66,7 @@ def data(**target: Any) -> str:
 def signed(
     names: list[str],
     key: rsa.RSAPrivateKey = ENGINE_KEY,
+    /,
     **values: Any,
 ) -> dict[str, Any]:
     """Ticket fields with ``values`` over the defaults, ``names`` signed by ``key``."""

@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy_agent.setup_conf import effective_config, matches, parse, render
+from proxy_agent.setup_conf import effective_config, matches, render
 from wsproxy_agent.files import write_atomic
+from wsproxy_agent.ovirt_conf import parse
 from wsproxy_agent.paths import HostPaths
 
 DESIGN_LINES = [
