@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -64,7 +65,7 @@ def test_console_script_runs_from_the_venv() -> None:
     assert proc.returncode == 0 and "Usage:" in proc.stdout
 
 
-def test_status_on_an_empty_root_says_what_to_do(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_status_on_an_empty_root_says_what_to_do(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["--root", str(tmp_path), "status"])
     assert result.exit_code == 1
     assert "engine init" in result.output and "proxy join" in result.output
@@ -80,7 +81,7 @@ def test_status_on_an_empty_root_says_what_to_do(tmp_path) -> None:  # type: ign
         (["proxy", "join", "--engine", "h", "--engine-key", "garbage"], "engine key"),
     ],
 )
-def test_errors_are_sentences_not_tracebacks(tmp_path, args: list[str], phrase: str) -> None:  # type: ignore[no-untyped-def]
+def test_errors_are_sentences_not_tracebacks(tmp_path: Path, args: list[str], phrase: str) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "wsproxy_agent", "--root", str(tmp_path), *args],
         capture_output=True,
@@ -91,7 +92,7 @@ def test_errors_are_sentences_not_tracebacks(tmp_path, args: list[str], phrase: 
     assert proc.stderr.startswith("error: ") and phrase in proc.stderr
 
 
-def test_a_config_without_init_is_a_sentence_not_a_database_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_config_without_init_is_a_sentence_not_a_database_error(tmp_path: Path) -> None:
     # A site may write engine.toml (its commands) before running 'engine init'.
     (tmp_path / "etc/wsproxy-agent").mkdir(parents=True)
     (tmp_path / "etc/wsproxy-agent/engine.toml").write_text("command_timeout = 5\n")
@@ -105,7 +106,7 @@ def test_a_config_without_init_is_a_sentence_not_a_database_error(tmp_path) -> N
         assert "engine init" in proc.stderr and "OperationalError" not in proc.stderr
 
 
-def test_status_does_not_import_cryptography_or_structlog(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_status_does_not_import_cryptography_or_structlog(tmp_path: Path) -> None:
     code = (
         "import sys; from wsproxy_agent.cli import main\n"
         "try:\n    main(['--root', sys.argv[1], 'status'])\nexcept SystemExit:\n    pass\n"

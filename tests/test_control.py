@@ -40,14 +40,16 @@ def serve_once(srv: control.ControlServer, answer: dict[str, object]) -> threadi
     return thread
 
 
-def test_a_request_gets_its_answer_and_the_kernel_says_who_asked(server) -> None:  # type: ignore[no-untyped-def]
+def test_a_request_gets_its_answer_and_the_kernel_says_who_asked(
+    server: control.ControlServer,
+) -> None:
     thread = serve_once(server, {"ok": True})
     answer = control.ask(server.path, {"op": "ping"})
     thread.join(5)
     assert answer == {"ok": True, "asked": {"op": "ping"}, "uid": os.getuid()}
 
 
-def test_only_the_owner_may_reach_the_socket(server) -> None:  # type: ignore[no-untyped-def]
+def test_only_the_owner_may_reach_the_socket(server: control.ControlServer) -> None:
     assert stat.S_IMODE(server.path.parent.stat().st_mode) == 0o700
     assert stat.S_IMODE(server.path.stat().st_mode) == 0o600
 
@@ -61,7 +63,9 @@ def test_no_daemon_is_none_not_an_error(tmp_path: Path) -> None:
     assert control.ask(stale, {"op": "ping"}) is None
 
 
-def test_a_daemon_that_never_answers_is_none_within_the_timeout(server) -> None:  # type: ignore[no-untyped-def]
+def test_a_daemon_that_never_answers_is_none_within_the_timeout(
+    server: control.ControlServer,
+) -> None:
     # Accepted by the kernel's backlog, never taken: the client must not hang.
     assert control.ask(server.path, {"op": "ping"}, timeout_ms=200) is None
 
@@ -90,14 +94,18 @@ def read_answer(client: socket.socket) -> dict[str, object]:
     [b"not json", b"[1, 2]", b'"op"', b"\xff\xfe", b"", b"{" * (control.MAX_REQUEST_BYTES + 1)],
     ids=["not-json", "a-list", "a-string", "not-utf8", "empty", "oversized"],
 )
-def test_a_bad_request_is_answered_with_a_sentence_and_not_handed_on(server, data) -> None:  # type: ignore[no-untyped-def]
+def test_a_bad_request_is_answered_with_a_sentence_and_not_handed_on(
+    server: control.ControlServer, data: bytes
+) -> None:
     client = raw_request(server.path, data)
     assert server.take() is None
     answer = read_answer(client)
     assert answer["ok"] is False and "JSON object" in str(answer["error"])
 
 
-def test_a_client_that_never_finishes_its_request_costs_a_bounded_wait(server, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_client_that_never_finishes_its_request_costs_a_bounded_wait(
+    server: control.ControlServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(control, "READ_REQUEST_S", 0.2)
     client = socket.socket(socket.AF_UNIX)
     client.connect(str(server.path))
@@ -106,7 +114,7 @@ def test_a_client_that_never_finishes_its_request_costs_a_bounded_wait(server, m
     assert read_answer(client)["ok"] is False
 
 
-def test_nothing_waiting_is_none_at_once(server) -> None:  # type: ignore[no-untyped-def]
+def test_nothing_waiting_is_none_at_once(server: control.ControlServer) -> None:
     assert server.take() is None
 
 
@@ -115,7 +123,7 @@ def test_a_root_too_deep_for_a_unix_socket_is_a_sentence(tmp_path: Path) -> None
         control.ControlServer(tmp_path / ("d" * 120) / "engine.sock")
 
 
-def test_an_answer_to_a_client_gone_away_is_dropped_quietly(server) -> None:  # type: ignore[no-untyped-def]
+def test_an_answer_to_a_client_gone_away_is_dropped_quietly(server: control.ControlServer) -> None:
     client = raw_request(server.path, b'{"op": "ping"}')
     request = server.take()
     assert request is not None

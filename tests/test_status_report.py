@@ -8,7 +8,7 @@ from wsproxy_agent import control
 from wsproxy_agent.status_report import answer_for_control, gather, problem, render
 
 
-def test_each_problem_is_shown_with_the_command_that_fixes_it():
+def test_each_problem_is_shown_with_the_command_that_fixes_it() -> None:
     report = {
         "role": "proxy",
         "facts": {"renewal": "due 2030-01-01 00:00:00 UTC"},

@@ -105,7 +105,7 @@ def answer(client: RawProxy, sent: bytes) -> Message:
 def assert_refused(reply: Message, code: str, *phrases: str) -> None:
     assert reply.type == cat.ERROR, f"not refused: {reply.type} (fields {sorted(reply.body)})"
     message = str(reply.body["message"])
-    assert reply.body["code"] == code, f"refused as {reply.body['code']}: {message}"
+    assert reply.body["code"] == code, f"refused as {reply.body['code']!r}: {message}"
     for phrase in phrases:
         assert phrase in message, message
 

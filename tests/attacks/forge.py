@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -35,7 +36,9 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def envelope(client: RawProxy, msg_type: str, body: dict[str, Value], **fields: Value) -> dict:
+def envelope(
+    client: RawProxy, msg_type: str, body: Mapping[str, Value], **fields: Value
+) -> dict[str, Any]:
     """A fresh v1 envelope from ``client`` to the engine it pins; ``fields`` override any."""
     return {
         "v": 1,
@@ -50,14 +53,14 @@ def envelope(client: RawProxy, msg_type: str, body: dict[str, Value], **fields: 
     }
 
 
-def opened(frames: list[bytes] | tuple[bytes, ...]) -> dict:
+def opened(frames: list[bytes] | tuple[bytes, ...]) -> dict[str, Any]:
     """The envelope map inside captured frames, to alter and re-encode."""
     decoded = codec.decode(frames[0])
     assert isinstance(decoded, dict)
     return decoded
 
 
-def signed(key: Ed25519PrivateKey, env: dict) -> list[bytes]:
+def signed(key: Ed25519PrivateKey, env: dict[str, Any]) -> list[bytes]:
     payload = codec.encode(env)
     return [payload, identity.sign(key, signed_bytes(payload))]
 

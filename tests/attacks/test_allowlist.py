@@ -8,6 +8,7 @@ each message, and that is what tells one refusal from another.
 from __future__ import annotations
 
 from protocol import catalogue as cat
+from protocol.codec import Value
 from protocol.envelope import seal
 from tests.attacks.conftest import Target
 from tests.attacks.forge import Refusals, assert_silent, envelope, now_ms, signed
@@ -47,7 +48,7 @@ def test_types_the_engine_never_accepts_are_refused_even_when_signed(target: Tar
     before = target.snapshot()
     legit = target.legit()  # the trusted proxy itself, signing with its own key
     refusals = Refusals(target, legit.fp)
-    engine_bound_never = {
+    engine_bound_never: dict[str, dict[str, Value]] = {
         cat.ENGINE_KEY_ROTATION: {"identity_key": bytes(32), "curve_key": bytes(32)},
         cat.STATUS_QUERY: {},
         cat.REVOKE_NOTICE: {"reason": "forged"},

@@ -22,6 +22,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from protocol import catalogue as cat
 from protocol import identity
+from protocol.codec import Value
 from protocol.envelope import seal
 from tests.attacks.conftest import STATE, Target
 from tests.attacks.forge import now_ms
@@ -221,7 +222,7 @@ def enrollment_frames(target: Target) -> list[bytes]:
     key = identity.generate()
     engine_key = (target.engine_root / STATE / "identity.key").read_bytes()
     fqdn = "intruder.e2e.test"
-    body = {
+    body: dict[str, Value] = {
         "identity_key": identity.public_raw(key),
         "csr": csr(tls_key("ec"), fqdn),
         "fqdn": fqdn,

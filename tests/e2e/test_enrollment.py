@@ -9,6 +9,7 @@ import stat
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -92,7 +93,7 @@ def test_token_join_installs_verified_files_and_switches_engine(running: Hosts) 
     assert "The proxy daemon is not running" in proxy_status.stdout and proxy_status.returncode == 1
 
 
-def status_imports(root) -> str:  # type: ignore[no-untyped-def]
+def status_imports(root: Path) -> str:
     import sys
 
     code = (
@@ -104,7 +105,7 @@ def status_imports(root) -> str:  # type: ignore[no-untyped-def]
     return proc.stdout.strip().splitlines()[-1]
 
 
-def tls_handshake(h: Hosts, ca) -> None:  # type: ignore[no-untyped-def]
+def tls_handshake(h: Hosts, ca: Path) -> None:
     """A Python TLS server with the installed pair; a client trusting only our CA connects."""
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_ctx.load_cert_chain(h.proxy_file(CERT), h.proxy_file(KEY))

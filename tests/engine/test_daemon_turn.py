@@ -39,7 +39,7 @@ def test_a_turn_for_proxies_messages_alone_settles(
     daemon: EngineDaemon, loop: tuple[zmq.Poller, ControlServer]
 ) -> None:
     poller, control = loop
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context[Any] = zmq.Context.instance()
     assert daemon._turn(proxies_woke_it(daemon), poller, control, ctx) == COALESCE_S
 
 
@@ -49,7 +49,7 @@ def test_no_settling_while_a_live_query_waits_for_answers(
     poller, control = loop
     daemon.live = LiveQuery(time.monotonic() + 60)
     daemon.live.expect("p0.example", b"q" * 16, time.monotonic())
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context[Any] = zmq.Context.instance()
     assert daemon._turn(proxies_woke_it(daemon), poller, control, ctx) == 0.0
     assert daemon.live is not None
 
@@ -62,6 +62,6 @@ def test_no_settling_in_the_turn_that_answers_the_operator(
     poller, control = loop
     daemon.live = LiveQuery(time.monotonic() - 1)  # time is up: this turn answers
     daemon.live.expect("p0.example", b"q" * 16, time.monotonic() - 2)
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context[Any] = zmq.Context.instance()
     assert daemon._turn(proxies_woke_it(daemon), poller, control, ctx) == 0.0
     assert daemon.live is None

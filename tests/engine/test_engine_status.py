@@ -34,7 +34,7 @@ def fixes(p: Proxy, stale: bool = False) -> dict[str, str]:
     return {x["problem"]: x["fix"] for x in proxy_problems(p, renewal_due(p, NOW), stale, 3, NOW)}
 
 
-def test_renewal_is_due_at_two_thirds_and_overdue_only_past_the_latest_jitter():
+def test_renewal_is_due_at_two_thirds_and_overdue_only_past_the_latest_jitter() -> None:
     p = proxy(not_before=0, not_after=300 * DAY)
     assert renewal_due(p, 200 * DAY) == {"at": 200 * DAY, "overdue": False}
     early, late = renewal_due(p, 214 * DAY), renewal_due(p, 216 * DAY)
@@ -43,16 +43,16 @@ def test_renewal_is_due_at_two_thirds_and_overdue_only_past_the_latest_jitter():
     assert renewal_due(proxy(not_before=None), NOW) is None  # pending: no certificate yet
 
 
-def test_a_healthy_proxy_has_no_problems():
+def test_a_healthy_proxy_has_no_problems() -> None:
     assert fixes(proxy()) == {}
 
 
-def test_an_overdue_renewal_says_how_to_renew():
+def test_an_overdue_renewal_says_how_to_renew() -> None:
     [(problem, fix)] = fixes(proxy(not_before=NOW - 300 * DAY, not_after=NOW + 98 * DAY)).items()
     assert "was not renewed" in problem and fix == RENEW
 
 
-def test_each_problem_names_its_own_fix():
+def test_each_problem_names_its_own_fix() -> None:
     assert list(fixes(proxy(state=EngineState.PENDING, active=False)).values()) == [
         f"wsproxy-agent keys accept {FQDN}  (or: wsproxy-agent keys reject {FQDN})"
     ]
@@ -69,11 +69,11 @@ def test_each_problem_names_its_own_fix():
     assert expiring == RENEW
 
 
-def test_an_activation_being_retried_is_not_a_problem():
+def test_an_activation_being_retried_is_not_a_problem() -> None:
     assert fixes(proxy(state=EngineState.INSTALLED, active=False, activation_error="old")) == {}
 
 
-def test_the_last_error_is_fixed_by_a_renewal_or_by_joining_again():
+def test_the_last_error_is_fixed_by_a_renewal_or_by_joining_again() -> None:
     error = {"last_error": "install failed: no service", "last_error_at": NOW}
     [(problem, fix)] = fixes(proxy(**error)).items()
     assert problem.startswith(f"{FQDN}: install failed: no service (") and fix.endswith(RENEW)

@@ -14,12 +14,14 @@ import base64
 import functools
 import ipaddress
 import os
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -47,7 +49,7 @@ NAMES = [PROXY, "other.example.test", "*.example.test", PROXY.upper(), PROXY + "
 ALLOWED_KEYS = ("rsa-2048", "ec-p256", "ec-p384")
 
 
-KEY_KINDS = {
+KEY_KINDS: dict[str, Callable[[], CertificateIssuerPrivateKeyTypes]] = {
     "rsa-2048": lambda: rsa_key(2048),
     "rsa-1024": lambda: rsa_key(1024),
     "ec-p256": lambda: ec.generate_private_key(ec.SECP256R1()),
@@ -59,7 +61,7 @@ KEY_KINDS = {
 
 
 @functools.cache
-def key(kind: str) -> Any:
+def key(kind: str) -> CertificateIssuerPrivateKeyTypes:
     """One key per kind, made once: generating keys per example would dwarf the checks."""
     return KEY_KINDS[kind]()
 

@@ -11,13 +11,14 @@ import base64
 import re
 import shutil
 import stat
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from hypothesis import given
@@ -55,26 +56,26 @@ from wsproxy_agent.paths import HostPaths
 
 
 @pytest.fixture(scope="module")
-def pristine(tmp_path_factory) -> Path:
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("pristine")
     create_ca(HostPaths.under(root), ca_subject=CA_SUBJECT, engine_fqdn=ENGINE, now=NOW)
     return root
 
 
 @pytest.fixture
-def paths(pristine, tmp_path) -> HostPaths:
+def paths(pristine: Path, tmp_path: Path) -> HostPaths:
     return copy_root(pristine, tmp_path)
 
 
 @pytest.fixture
-def ca(paths) -> CertificateAuthority:
+def ca(paths: HostPaths) -> CertificateAuthority:
     return load_ca(paths)
 
 
 # create_ca
 
 
-def test_create_ca_lays_out_files_as_ovirt_does(tmp_path):
+def test_create_ca_lays_out_files_as_ovirt_does(tmp_path: Path) -> None:
     paths = HostPaths.under(tmp_path)
     create_ca(paths, ca_subject=CA_SUBJECT, engine_fqdn=ENGINE, now=NOW)
 
@@ -117,13 +118,13 @@ def test_create_ca_lays_out_files_as_ovirt_does(tmp_path):
     assert ca.cert.not_valid_after_utc == NOW + timedelta(days=3650)
 
 
-def test_create_ca_keeps_a_given_cn(tmp_path):
+def test_create_ca_keeps_a_given_cn(tmp_path: Path) -> None:
     paths = HostPaths.under(tmp_path)
     create_ca(paths, ca_subject="/C=US/O=Example Test/CN=Test CA", engine_fqdn=ENGINE, now=NOW)
     assert load_ca(paths).cert.subject.rfc4514_string() == "CN=Test CA,O=Example Test,C=US"
 
 
-def test_create_ca_never_overwrites_a_ca(paths):
+def test_create_ca_never_overwrites_a_ca(paths: HostPaths) -> None:
     before = paths.ca_cert.read_bytes(), paths.ca_key.read_bytes()
     with pytest.raises(PkiError, match="never overwritten") as exc:
         create_ca(paths, ca_subject=CA_SUBJECT, engine_fqdn=ENGINE, now=NOW)
@@ -131,7 +132,7 @@ def test_create_ca_never_overwrites_a_ca(paths):
     assert (paths.ca_cert.read_bytes(), paths.ca_key.read_bytes()) == before
 
 
-def test_create_ca_refuses_a_lone_ca_key(paths):
+def test_create_ca_refuses_a_lone_ca_key(paths: HostPaths) -> None:
     paths.ca_cert.unlink()
     key = paths.ca_key.read_bytes()
     with pytest.raises(PkiError, match=re.escape(str(paths.ca_key))):
@@ -139,7 +140,9 @@ def test_create_ca_refuses_a_lone_ca_key(paths):
     assert paths.ca_key.read_bytes() == key
 
 
-def test_engine_cert_verifies_with_openssl_and_has_the_profile(paths, ca):
+def test_engine_cert_verifies_with_openssl_and_has_the_profile(
+    paths: HostPaths, ca: CertificateAuthority
+) -> None:
     engine = load_engine_cert(paths)
     openssl_verify(paths, engine)
     assert_profile(engine, ca.cert, ENGINE)
@@ -148,7 +151,7 @@ def test_engine_cert_verifies_with_openssl_and_has_the_profile(paths, ca):
     assert key.public_key() == engine.public_key()
 
 
-def test_engine_p12_opens_with_ovirts_password(paths):
+def test_engine_p12_opens_with_ovirts_password(paths: HostPaths) -> None:
     p12 = pkcs12.load_pkcs12(paths.engine_p12.read_bytes(), b"mypass")
     assert p12.cert is not None and p12.cert.certificate == load_engine_cert(paths)
     assert p12.cert.friendly_name == b"1"  # oVirt's ENGINE_PKI_ENGINE_STORE_ALIAS
@@ -165,7 +168,7 @@ def test_engine_p12_opens_with_ovirts_password(paths):
 # Subjects
 
 
-def test_parse_and_format_subject():
+def test_parse_and_format_subject() -> None:
     text = "/C=US/ST=Region/L=Town/O=Example/OU=Virt/CN=x/emailAddress=a@b.test/DC=example"
     name = parse_subject(text)
     assert name.rfc4514_string() == (
@@ -184,12 +187,12 @@ def test_parse_and_format_subject():
         ("/C=USA", "invalid"),
     ],
 )
-def test_parse_subject_refuses(text, words):
+def test_parse_subject_refuses(text: str, words: str) -> None:
     with pytest.raises(PkiError, match=re.escape(words)):
         parse_subject(text)
 
 
-def test_format_subject_refuses_a_slash_in_a_value():
+def test_format_subject_refuses_a_slash_in_a_value() -> None:
     name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "A/B")])
     with pytest.raises(PkiError, match="contains '/'"):
         format_subject(name)
@@ -199,7 +202,7 @@ _values = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E, exclude_
 
 
 @given(st.lists(st.tuples(st.sampled_from(["ST", "L", "O", "OU", "CN", "DC"]), _values)))
-def test_subject_round_trip(parts):
+def test_subject_round_trip(parts: list[tuple[str, str]]) -> None:
     parts = [(k, v) for k, v in parts if v]
     text = "/" + "/".join(f"{k}={v}" for k, v in parts)
     if not parts:
@@ -210,18 +213,18 @@ def test_subject_round_trip(parts):
 # load_ca
 
 
-def test_load_ca_adopts_a_matching_pair(paths):
+def test_load_ca_adopts_a_matching_pair(paths: HostPaths) -> None:
     ca = load_ca(paths)
     assert ca.cert.public_bytes(PEM) == paths.ca_cert.read_bytes()
     assert ca.key.public_key() == ca.cert.public_key()
 
 
-def test_load_ca_refuses_a_missing_ca(tmp_path):
+def test_load_ca_refuses_a_missing_ca(tmp_path: Path) -> None:
     with pytest.raises(PkiError, match="is missing; run 'wsproxy-agent engine init'"):
         load_ca(HostPaths.under(tmp_path))
 
 
-def test_load_ca_refuses_a_key_of_another_ca(paths):
+def test_load_ca_refuses_a_key_of_another_ca(paths: HostPaths) -> None:
     paths.ca_key.write_bytes(
         rsa_key().private_bytes(
             PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -231,7 +234,7 @@ def test_load_ca_refuses_a_key_of_another_ca(paths):
         load_ca(paths)
 
 
-def test_load_ca_refuses_a_certificate_that_is_no_ca(paths):
+def test_load_ca_refuses_a_certificate_that_is_no_ca(paths: HostPaths) -> None:
     # A matching pair, but the engine's: CA:FALSE.
     shutil.copy(paths.engine_cert, paths.ca_cert)
     shutil.copy(paths.engine_key, paths.ca_key)
@@ -239,7 +242,7 @@ def test_load_ca_refuses_a_certificate_that_is_no_ca(paths):
         load_ca(paths)
 
 
-def test_load_ca_refuses_garbage(paths):
+def test_load_ca_refuses_garbage(paths: HostPaths) -> None:
     paths.ca_cert.write_text("not a certificate\n")
     with pytest.raises(PkiError, match="is not a PEM certificate"):
         load_ca(paths)
@@ -253,7 +256,9 @@ def test_load_ca_refuses_garbage(paths):
     [rsa_key(), ec.generate_private_key(ec.SECP256R1())],
     ids=["rsa-2048", "ec-p256"],
 )
-def test_issue_certificate_has_exactly_the_profile(paths, ca, key):
+def test_issue_certificate_has_exactly_the_profile(
+    paths: HostPaths, ca: CertificateAuthority, key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+) -> None:
     cert = issue_certificate(ca, key.public_key(), PROXY, now=NOW, lifetime_days=398)
     assert_profile(cert, ca.cert, PROXY)
     assert cert.public_key() == key.public_key()
@@ -262,7 +267,9 @@ def test_issue_certificate_has_exactly_the_profile(paths, ca, key):
     openssl_verify(paths, cert)
 
 
-def test_issue_certificate_serials_are_random_and_at_most_128_bits(ca):
+def test_issue_certificate_serials_are_random_and_at_most_128_bits(
+    ca: CertificateAuthority,
+) -> None:
     serials = {
         issue_certificate(ca, rsa_key().public_key(), PROXY, now=NOW, lifetime_days=1).serial_number
         for _ in range(20)
@@ -272,7 +279,7 @@ def test_issue_certificate_serials_are_random_and_at_most_128_bits(ca):
     assert max(s.bit_length() for s in serials) > 120  # random, not counted
 
 
-def test_issue_certificate_refuses_a_bad_name(ca):
+def test_issue_certificate_refuses_a_bad_name(ca: CertificateAuthority) -> None:
     with pytest.raises(BadRequest):
         issue_certificate(ca, rsa_key().public_key(), "../../etc", now=NOW, lifetime_days=1)
 
@@ -317,7 +324,7 @@ def _certificate_pem(paths: HostPaths) -> bytes:
         "oversize",
     ],
 )
-def test_check_csr_refuses(make, words):
+def test_check_csr_refuses(make: Callable[[], bytes], words: str) -> None:
     with pytest.raises(BadRequest, match=re.escape(words)) as exc:
         check_csr(make(), PROXY)
     if "key" in words or "ECDSA" in words:
@@ -325,12 +332,14 @@ def test_check_csr_refuses(make, words):
         assert "RSA of 2048 bits or more, or ECDSA on P-256 or P-384" in exc.value.sentence
 
 
-def test_check_csr_refuses_a_certificate(paths):
+def test_check_csr_refuses_a_certificate(paths: HostPaths) -> None:
     with pytest.raises(BadRequest, match="is not a PEM CSR"):
         check_csr(_certificate_pem(paths), PROXY)
 
 
-def _altered_der(key, alter) -> bytes:
+def _altered_der(
+    key: rsa.RSAPrivateKey, alter: Callable[[bytearray, rsa.RSAPrivateKey], None]
+) -> bytes:
     """A real CSR for PROXY with its DER changed by ``alter``, wrapped as PEM again."""
     der = bytearray(x509.load_pem_x509_csr(make_csr(key)).public_bytes(serialization.Encoding.DER))
     alter(der, key)
@@ -338,7 +347,7 @@ def _altered_der(key, alter) -> bytes:
     return f"-----BEGIN CERTIFICATE REQUEST-----\n{b64}-----END CERTIFICATE REQUEST-----\n".encode()
 
 
-def _rsa_key_made_a_set(der: bytearray, key) -> None:
+def _rsa_key_made_a_set(der: bytearray, key: rsa.RSAPrivateKey) -> None:
     # The RSAPublicKey inside the key's BIT STRING, which is parsed only when the key is read.
     inner = key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.PKCS1
@@ -346,7 +355,7 @@ def _rsa_key_made_a_set(der: bytearray, key) -> None:
     der[der.index(inner)] = 0x31  # its SEQUENCE tag, now a SET
 
 
-def _version_one(der: bytearray, key) -> None:
+def _version_one(der: bytearray, key: rsa.RSAPrivateKey) -> None:
     der[der.index(b"\x02\x01\x00") + 2] = 0x01  # the first INTEGER is the version
 
 
@@ -355,7 +364,9 @@ def _version_one(der: bytearray, key) -> None:
     [(_rsa_key_made_a_set, "public key cannot be read"), (_version_one, "has version 1")],
     ids=["unreadable-key", "version-1"],
 )
-def test_check_csr_refuses_what_parses_only_halfway(alter, words):
+def test_check_csr_refuses_what_parses_only_halfway(
+    alter: Callable[[bytearray, rsa.RSAPrivateKey], None], words: str
+) -> None:
     """Found by tests/engine/test_fuzz_csr.py: cryptography raised ValueError (key) and
     InvalidVersion, not BadRequest, so the daemon answered 'internal'."""
     with pytest.raises(BadRequest, match=words):
@@ -367,13 +378,13 @@ def test_check_csr_refuses_what_parses_only_halfway(alter, words):
     [rsa_key(), ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP384R1())],
     ids=["rsa-2048", "ec-p256", "ec-p384"],
 )
-def test_check_csr_accepts(key):
+def test_check_csr_accepts(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> None:
     csr = check_csr(make_csr(key), PROXY)
     assert csr.public_key() == key.public_key()
     assert ignored_requests(csr, PROXY) == []
 
 
-def test_ignored_requests_names_what_the_profile_overrides():
+def test_ignored_requests_names_what_the_profile_overrides() -> None:
     greedy = make_csr(
         rsa_key(),
         extensions=[
@@ -413,7 +424,7 @@ def test_ignored_requests_names_what_the_profile_overrides():
     ]
 
 
-def test_ignored_requests_names_a_subject_beyond_the_cn():
+def test_ignored_requests_names_a_subject_beyond_the_cn() -> None:
     subject = x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Evil"),
@@ -453,13 +464,15 @@ def _names_csr(cns: list[str], sans: list[str] | None) -> bytes:
     ],
     ids=["other", "other-cn-only", "other-san", "second-cn", "wildcard-cn", "san-only", "none"],
 )
-def test_check_csr_refuses_a_request_for_another_name(cns, sans, named):
+def test_check_csr_refuses_a_request_for_another_name(
+    cns: list[str], sans: list[str] | None, named: str
+) -> None:
     with pytest.raises(BadRequest, match=re.escape(named)) as exc:
         check_csr(_names_csr(cns, sans), PROXY)
     assert f"not {PROXY}" in exc.value.sentence
 
 
-def test_a_refusal_for_other_names_fits_in_an_error_reply():
+def test_a_refusal_for_other_names_fits_in_an_error_reply() -> None:
     """The longest fqdn and a CSR naming many long names: the sentence, which goes back in
     an error reply, still fits that reply's 1000-character message."""
     longest = ".".join(["a" * 63] * 3 + ["a" * 61])
@@ -475,11 +488,13 @@ def test_a_refusal_for_other_names_fits_in_an_error_reply():
     [([PROXY], [PROXY]), ([PROXY], None), ([], [PROXY]), ([PROXY], [PROXY, "*.example.test"])],
     ids=["cn-and-san", "cn-only", "san-only", "extra-san"],
 )
-def test_check_csr_accepts_a_request_naming_the_fqdn(cns, sans):
+def test_check_csr_accepts_a_request_naming_the_fqdn(
+    cns: list[str], sans: list[str] | None
+) -> None:
     check_csr(_names_csr(cns, sans), PROXY)
 
 
-def test_ignored_requests_is_quiet_about_what_the_profile_grants_anyway():
+def test_ignored_requests_is_quiet_about_what_the_profile_grants_anyway() -> None:
     modest = make_csr(
         rsa_key(),
         extensions=[

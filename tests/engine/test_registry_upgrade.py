@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -41,7 +42,7 @@ def certificate_pem() -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
-def test_an_old_registry_gains_the_new_columns_and_keeps_its_proxies(tmp_path):
+def test_an_old_registry_gains_the_new_columns_and_keeps_its_proxies(tmp_path: Path) -> None:
     path = tmp_path / "registry.sqlite"
     db = sqlite3.connect(path)
     db.executescript(BEFORE_THE_UPGRADE)
@@ -64,7 +65,7 @@ def test_an_old_registry_gains_the_new_columns_and_keeps_its_proxies(tmp_path):
         assert pending.not_before is None and pending.fqdn == "q.example"
 
 
-def test_an_error_is_noted_with_its_time_and_cleared(tmp_path):
+def test_an_error_is_noted_with_its_time_and_cleared(tmp_path: Path) -> None:
     path = tmp_path / "registry.sqlite"
     registry = Registry(path)
     with sqlite3.connect(path) as db:

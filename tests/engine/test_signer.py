@@ -14,8 +14,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -79,19 +81,19 @@ GREEDY_EXTENSIONS = [
 
 
 @pytest.fixture(scope="module")
-def pristine(tmp_path_factory) -> Path:
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("pristine")
     create_ca(HostPaths.under(root), ca_subject=CA_SUBJECT, engine_fqdn=ENGINE, now=NOW)
     return root
 
 
 @pytest.fixture
-def paths(pristine, tmp_path) -> HostPaths:
+def paths(pristine: Path, tmp_path: Path) -> HostPaths:
     return copy_root(pristine, tmp_path)
 
 
 @pytest.fixture
-def ovirt(paths) -> HostPaths:
+def ovirt(paths: HostPaths) -> HostPaths:
     """The root with the stand-in installed where oVirt installs its script."""
     paths.pki_enroll_script.parent.mkdir(parents=True)
     shutil.copy(STANDIN, paths.pki_enroll_script)
@@ -113,7 +115,7 @@ def parse(issued: Issued) -> x509.Certificate:
 # NativeSigner
 
 
-def test_native_signer_issues_the_profile(paths):
+def test_native_signer_issues_the_profile(paths: HostPaths) -> None:
     issued = NativeSigner(paths, lifetime_days=30, clock=lambda: NOW).sign(
         make_csr(rsa_key()), PROXY
     )
@@ -126,17 +128,17 @@ def test_native_signer_issues_the_profile(paths):
     openssl_verify(paths, cert)
 
 
-def test_native_signer_refuses_a_bad_csr_as_a_bad_request(paths):
+def test_native_signer_refuses_a_bad_csr_as_a_bad_request(paths: HostPaths) -> None:
     with pytest.raises(BadRequest):
         NativeSigner(paths).sign(b"not a csr", PROXY)
 
 
-def test_native_signer_without_a_ca_is_a_signer_error(tmp_path):
+def test_native_signer_without_a_ca_is_a_signer_error(tmp_path: Path) -> None:
     with pytest.raises(SignerError, match="wsproxy-agent engine init"):
         NativeSigner(HostPaths.under(tmp_path)).sign(make_csr(rsa_key()), PROXY)
 
 
-def test_native_signer_waits_for_the_lock_on_ca_pem(paths):
+def test_native_signer_waits_for_the_lock_on_ca_pem(paths: HostPaths) -> None:
     csr = make_csr(rsa_key())
     results: list[Issued] = []
     with open(paths.ca_cert, "rb") as held:
@@ -151,7 +153,7 @@ def test_native_signer_waits_for_the_lock_on_ca_pem(paths):
     assert len(results) == 1
 
 
-def test_native_signer_gives_up_on_a_lock_held_too_long(paths):
+def test_native_signer_gives_up_on_a_lock_held_too_long(paths: HostPaths) -> None:
     with open(paths.ca_cert, "rb") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
         started = time.monotonic()
@@ -160,16 +162,25 @@ def test_native_signer_gives_up_on_a_lock_held_too_long(paths):
         assert time.monotonic() - started < 2
 
 
-def test_native_signer_reads_an_unchanged_ca_once(paths, monkeypatch):
+def test_native_signer_reads_an_unchanged_ca_once(
+    paths: HostPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
     reads: list[HostPaths] = []
     read = pki.load_ca
-    monkeypatch.setattr(pki, "load_ca", lambda p: reads.append(p) or read(p))
+
+    def load_ca(p: HostPaths) -> pki.CertificateAuthority:
+        reads.append(p)
+        return read(p)
+
+    monkeypatch.setattr(pki, "load_ca", load_ca)
     signer = NativeSigner(paths)
     serials = {signer.sign(make_csr(rsa_key()), PROXY).serial for _ in range(3)}
     assert len(serials) == 3 and reads == [paths]
 
 
-def test_native_signer_signs_with_a_ca_renewed_since_its_last_signing(paths, tmp_path):
+def test_native_signer_signs_with_a_ca_renewed_since_its_last_signing(
+    paths: HostPaths, tmp_path: Path
+) -> None:
     signer = NativeSigner(paths)
     first = parse(signer.sign(make_csr(rsa_key()), PROXY))
     # As engine-setup renews a CA: the files written over in place, the daemon left running.
@@ -193,7 +204,7 @@ for _ in range(5):
 """
 
 
-def test_two_processes_sign_at_once(paths):
+def test_two_processes_sign_at_once(paths: HostPaths) -> None:
     csr = paths.root / "proxy.csr"
     csr.write_bytes(make_csr(rsa_key()))
     procs = [
@@ -217,7 +228,7 @@ def test_two_processes_sign_at_once(paths):
 # OvirtSigner
 
 
-def test_ovirt_signer_runs_ovirts_script_with_its_options(ovirt):
+def test_ovirt_signer_runs_ovirts_script_with_its_options(ovirt: HostPaths) -> None:
     csr = make_csr(rsa_key())
     # oVirt's script reads the real clock (NOW was taken when the suite was collected).
     signed_at = datetime.now(UTC)
@@ -243,14 +254,14 @@ def test_ovirt_signer_runs_ovirts_script_with_its_options(ovirt):
     openssl_verify(ovirt, cert)
 
 
-def test_ovirt_signer_renews_into_the_same_file(ovirt):
+def test_ovirt_signer_renews_into_the_same_file(ovirt: HostPaths) -> None:
     signer = OvirtSigner(ovirt)
     first = signer.sign(make_csr(rsa_key()), PROXY)
     second = signer.sign(make_csr(ec.generate_private_key(ec.SECP256R1())), PROXY)  # a renewal
     assert (first.serial, second.serial) == ("1000", "1001")
 
 
-def test_ovirt_signer_signs_a_key_once(ovirt):
+def test_ovirt_signer_signs_a_key_once(ovirt: HostPaths) -> None:
     # The engine killed while the script signed never recorded the certificate; the proxy
     # asks again with the same key and CSR, and gets what the script signed, not a second.
     signer = OvirtSigner(ovirt)
@@ -260,7 +271,7 @@ def test_ovirt_signer_signs_a_key_once(ovirt):
     assert len(calls(ovirt)) == 1
 
 
-def test_ovirt_signer_signs_again_what_another_ca_signed(ovirt, tmp_path):
+def test_ovirt_signer_signs_again_what_another_ca_signed(ovirt: HostPaths, tmp_path: Path) -> None:
     # Same key, but the CA was replaced since: that certificate would not chain.
     other = HostPaths.under(tmp_path / "other")
     create_ca(other, ca_subject=CA_SUBJECT, engine_fqdn=ENGINE, now=NOW)
@@ -272,14 +283,14 @@ def test_ovirt_signer_signs_again_what_another_ca_signed(ovirt, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["native", "ovirt"])
-def test_a_greedy_csr_gets_only_the_profile(ovirt, kind):
+def test_a_greedy_csr_gets_only_the_profile(ovirt: HostPaths, kind: str) -> None:
     csr = make_csr(ec.generate_private_key(ec.SECP256R1()), extensions=GREEDY_EXTENSIONS)
     cert = parse(make_signer(kind, ovirt).sign(csr, PROXY))
     assert_profile(cert, load_ca_cert(ovirt), PROXY, ovirt=kind == "ovirt")
     openssl_verify(ovirt, cert)
 
 
-def test_ovirt_signer_reports_the_scripts_failure(ovirt):
+def test_ovirt_signer_reports_the_scripts_failure(ovirt: HostPaths) -> None:
     Path(f"{ovirt.pki_enroll_script}.fail").write_text("Cannot sign certificate: disk full\n")
     with pytest.raises(SignerError, match="exit code 1: Cannot sign certificate: disk full"):
         OvirtSigner(ovirt).sign(make_csr(rsa_key()), PROXY)
@@ -287,7 +298,7 @@ def test_ovirt_signer_reports_the_scripts_failure(ovirt):
     assert len(calls(ovirt)) == 1
 
 
-def test_ovirt_signer_stops_a_hung_script(ovirt):
+def test_ovirt_signer_stops_a_hung_script(ovirt: HostPaths) -> None:
     Path(f"{ovirt.pki_enroll_script}.hang").touch()
     started = time.monotonic()
     with pytest.raises(SignerError, match="did not finish within 1 s"):
@@ -296,10 +307,12 @@ def test_ovirt_signer_stops_a_hung_script(ovirt):
     assert not ovirt.ovirt_issued_cert(PROXY).exists()
 
 
-def test_ovirt_signer_refuses_a_certificate_for_another_key(ovirt, monkeypatch):
+def test_ovirt_signer_refuses_a_certificate_for_another_key(
+    ovirt: HostPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real_run = commands.run
 
-    def run_then_swap(argv, **kwargs):
+    def run_then_swap(argv: Sequence[str], **kwargs: Any) -> commands.Completed:
         done = real_run(argv, **kwargs)
         shutil.copy(ovirt.engine_cert, ovirt.ovirt_issued_cert(PROXY))  # valid, wrong key
         return done
@@ -309,10 +322,12 @@ def test_ovirt_signer_refuses_a_certificate_for_another_key(ovirt, monkeypatch):
         OvirtSigner(ovirt).sign(make_csr(rsa_key()), PROXY)
 
 
-def test_ovirt_signer_refuses_a_certificate_for_another_name(ovirt, monkeypatch):
+def test_ovirt_signer_refuses_a_certificate_for_another_name(
+    ovirt: HostPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real_run = commands.run
 
-    def run_with_another_san(argv, **kwargs):
+    def run_with_another_san(argv: Sequence[str], **kwargs: Any) -> commands.Completed:
         argv = [a.replace("--san=DNS:", "--san=DNS:other.") for a in argv]
         return real_run(argv, **kwargs)
 
@@ -323,10 +338,12 @@ def test_ovirt_signer_refuses_a_certificate_for_another_name(ovirt, monkeypatch)
         OvirtSigner(ovirt).sign(make_csr(rsa_key()), PROXY)
 
 
-def test_ovirt_signer_refuses_a_certificate_without_names(ovirt, monkeypatch):
+def test_ovirt_signer_refuses_a_certificate_without_names(
+    ovirt: HostPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real_run = commands.run
 
-    def run_then_drop_the_names(argv, **kwargs):
+    def run_then_drop_the_names(argv: Sequence[str], **kwargs: Any) -> commands.Completed:
         done = real_run(argv, **kwargs)
         issued_at = ovirt.ovirt_issued_cert(PROXY)
         issued = x509.load_pem_x509_certificate(issued_at.read_bytes())
@@ -351,7 +368,9 @@ def test_ovirt_signer_refuses_a_certificate_without_names(ovirt, monkeypatch):
         OvirtSigner(ovirt).sign(make_csr(rsa_key()), PROXY)
 
 
-def test_ovirt_signer_refuses_a_stale_certificate(ovirt, monkeypatch):
+def test_ovirt_signer_refuses_a_stale_certificate(
+    ovirt: HostPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
     signer = OvirtSigner(ovirt)
     signer.sign(make_csr(rsa_key()), PROXY)
     # The script exits 0 but signs nothing: the old certificate must not pass.
@@ -360,12 +379,12 @@ def test_ovirt_signer_refuses_a_stale_certificate(ovirt, monkeypatch):
         signer.sign(make_csr(ec.generate_private_key(ec.SECP256R1())), PROXY)
 
 
-def test_ovirt_signer_without_the_script_is_a_signer_error(paths):
+def test_ovirt_signer_without_the_script_is_a_signer_error(paths: HostPaths) -> None:
     with pytest.raises(SignerError, match="was not found"):
         OvirtSigner(paths).sign(make_csr(rsa_key()), PROXY)
 
 
-def test_ovirt_signer_checks_the_name_before_touching_files(ovirt):
+def test_ovirt_signer_checks_the_name_before_touching_files(ovirt: HostPaths) -> None:
     with pytest.raises(BadRequest):
         OvirtSigner(ovirt).sign(make_csr(rsa_key()), "../../../tmp/x")
     assert not any(ovirt.requests_dir.iterdir())
@@ -375,7 +394,7 @@ def test_ovirt_signer_checks_the_name_before_touching_files(ovirt):
 # Choosing a signer
 
 
-def test_default_signer_kind_wants_an_executable_script(paths):
+def test_default_signer_kind_wants_an_executable_script(paths: HostPaths) -> None:
     script = paths.pki_enroll_script
     assert default_signer_kind(paths) == "native"
     script.parent.mkdir(parents=True)
@@ -389,7 +408,7 @@ def test_default_signer_kind_wants_an_executable_script(paths):
     assert default_signer_kind(paths) == "ovirt"
 
 
-def test_make_signer(paths):
+def test_make_signer(paths: HostPaths) -> None:
     assert isinstance(make_signer("native", paths, 30), NativeSigner)
     ovirt = make_signer("ovirt", paths, 30)
     assert isinstance(ovirt, OvirtSigner) and ovirt.lifetime_days == 30
@@ -397,7 +416,7 @@ def test_make_signer(paths):
         make_signer("openssl", paths, 30)
 
 
-def test_the_standin_finds_the_pki_of_its_own_root(ovirt, tmp_path):
+def test_the_standin_finds_the_pki_of_its_own_root(ovirt: HostPaths, tmp_path: Path) -> None:
     # Run by a relative path from elsewhere: it must still sign in <root>/etc/pki/ovirt-engine.
     ovirt.ovirt_request(PROXY).write_bytes(make_csr(rsa_key()))
     script = os.path.relpath(ovirt.pki_enroll_script, tmp_path)

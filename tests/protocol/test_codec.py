@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime
+import random
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 import pytest
@@ -12,8 +15,11 @@ from hypothesis import strategies as st
 
 from protocol import codec
 from protocol.catalogue import Role
-from protocol.codec import DEFAULT_LIMITS, DecodeLimits
+from protocol.codec import DEFAULT_LIMITS, DecodeLimits, Value
 from protocol.errors import BadRequest
+
+if TYPE_CHECKING:
+    from tests.protocol.conftest import World
 
 LIMITS = DEFAULT_LIMITS
 
@@ -32,15 +38,20 @@ values = st.recursive(
 )
 
 
-def levels(value) -> int:
+def levels(value: Value) -> int:
     """How far below the top the deepest value sits (the top value is at level 0)."""
-    children = list(value.values()) if isinstance(value, dict) else value
-    if isinstance(value, list | dict) and children:
+    if isinstance(value, dict):
+        children = list(value.values())
+    elif isinstance(value, list):
+        children = value
+    else:
+        return 0
+    if children:
         return 1 + max(levels(child) for child in children)
     return 0
 
 
-def nest(depth: int, inner=None):
+def nest(depth: int, inner: Value = None) -> Value:
     value = inner
     for _ in range(depth):
         value = [value]
@@ -49,7 +60,7 @@ def nest(depth: int, inner=None):
 
 @settings(max_examples=300, deadline=None)
 @given(values)
-def test_round_trip(value):
+def test_round_trip(value: Value) -> None:
     """Every protocol value round trips, except exactly those nested deeper than max_depth."""
     if levels(value) > LIMITS.max_depth:
         with pytest.raises(BadRequest, match="nests deeper"):
@@ -62,13 +73,13 @@ def test_round_trip(value):
 
 @settings(max_examples=100, deadline=None)
 @given(st.dictionaries(st.text(max_size=8), values, min_size=2, max_size=6), st.randoms())
-def test_encoding_ignores_insertion_order(mapping, rnd):
+def test_encoding_ignores_insertion_order(mapping: dict[str, Value], rnd: random.Random) -> None:
     items = list(mapping.items())
     rnd.shuffle(items)
     assert codec.encode(dict(items)) == codec.encode(mapping)
 
 
-def test_map_keys_are_sorted_and_bytes_are_bin():
+def test_map_keys_are_sorted_and_bytes_are_bin() -> None:
     data = codec.encode({"b": b"\x01", "a": "x", "c": {"z": 1, "y": 2}})
     assert data == (
         b"\x83"  # map of 3
@@ -78,17 +89,20 @@ def test_map_keys_are_sorted_and_bytes_are_bin():
     )
 
 
-def test_oversize_is_refused_without_decoding(monkeypatch, world):
+def test_oversize_is_refused_without_decoding(
+    monkeypatch: pytest.MonkeyPatch, world: World
+) -> None:
     calls: list[int] = []
 
-    class Spy(msgpack.Unpacker):
-        def feed(self, data):
+    # msgpack has no type hints, so its Unpacker is Any to mypy; the spy must subclass it.
+    class Spy(msgpack.Unpacker):  # type: ignore[misc]
+        def feed(self, data: bytes) -> None:
             calls.append(len(data))
             super().feed(data)
 
     unpackb = msgpack.unpackb
 
-    def spy_unpackb(data, **limits):
+    def spy_unpackb(data: bytes, **limits: object) -> object:
         calls.append(len(data))
         return unpackb(data, **limits)
 
@@ -125,14 +139,14 @@ def test_oversize_is_refused_without_decoding(monkeypatch, world):
     ],
     ids=lambda d: d[:6].hex() + f"-{len(d)}",
 )
-def test_hostile_lengths_and_nesting_are_refused_cheaply(data):
+def test_hostile_lengths_and_nesting_are_refused_cheaply(data: bytes) -> None:
     start = time.perf_counter()
     with pytest.raises(BadRequest):
         codec.decode(data)
     assert time.perf_counter() - start < 0.5
 
 
-def test_depth_limit():
+def test_depth_limit() -> None:
     assert codec.decode(codec.encode(nest(LIMITS.max_depth))) == nest(LIMITS.max_depth)
     with pytest.raises(BadRequest, match="nests deeper"):
         codec.decode(codec.encode(nest(LIMITS.max_depth + 1)))
@@ -151,7 +165,9 @@ def test_depth_limit():
         ("max_bin", lambda n: b"b" * n, len),
     ],
 )
-def test_container_limits(name, make, size_of):
+def test_container_limits(
+    name: str, make: Callable[[int], Value], size_of: Callable[[Value], int]
+) -> None:
     limit = getattr(LIMITS, name)
     at_limit = make(limit)
     assert size_of(at_limit) == limit
@@ -160,9 +176,9 @@ def test_container_limits(name, make, size_of):
         codec.decode(codec.encode(make(limit + 1)))
 
 
-def test_values_are_counted_as_they_are_decoded():
+def test_values_are_counted_as_they_are_decoded() -> None:
     # The top array, three full arrays of 256 values, and one more array: max_values in all.
-    def payload(last_items: int) -> list:
+    def payload(last_items: int) -> list[Any]:
         return [[None] * 255] * 3 + [[None] * last_items]
 
     assert LIMITS.max_values == 1 + 3 * 256 + 1 + 254
@@ -181,7 +197,7 @@ def test_values_are_counted_as_they_are_decoded():
     assert time.perf_counter() - start < 0.1
 
 
-def test_limits_are_the_documented_defaults():
+def test_limits_are_the_documented_defaults() -> None:
     # docs/protocol.md states these numbers; test_docs_match checks the doc against them.
     assert DecodeLimits() == DEFAULT_LIMITS
     assert LIMITS.max_message >= LIMITS.max_str
@@ -201,7 +217,7 @@ def test_limits_are_the_documented_defaults():
     ],
     ids=lambda d: d[:3].hex(),
 )
-def test_extension_types_are_refused(data):
+def test_extension_types_are_refused(data: bytes) -> None:
     with pytest.raises(BadRequest):
         codec.decode(data)
 
@@ -211,14 +227,14 @@ def test_extension_types_are_refused(data):
     [{1: "a"}, {b"k": 1}, {None: 1}, {True: 1}, {"ok": {2: 1}}, [{b"x": 1}]],
     ids=repr,
 )
-def test_non_string_map_keys_are_refused(value):
+def test_non_string_map_keys_are_refused(value: object) -> None:
     data = msgpack.packb(value, use_bin_type=True, strict_types=False)
     with pytest.raises(BadRequest, match="key"):
         codec.decode(data)
 
 
 @pytest.mark.parametrize("value", [1.5, float("nan"), [0.0], {"a": 1e300}], ids=repr)
-def test_floats_are_refused(value):
+def test_floats_are_refused(value: object) -> None:
     with pytest.raises(BadRequest, match="float"):
         codec.decode(msgpack.packb(value, use_bin_type=True))
 
@@ -228,7 +244,7 @@ def test_floats_are_refused(value):
     [b"", b"\xc1", b"\x92\x01", b"\xa3ab", b"\x01\x02", b"\xa2\xff\xfe"],
     ids=lambda d: d.hex() or "empty",
 )
-def test_malformed_msgpack_is_refused(data):
+def test_malformed_msgpack_is_refused(data: bytes) -> None:
     with pytest.raises(BadRequest, match="not msgpack"):
         codec.decode(data)
 
@@ -255,7 +271,9 @@ anything = st.recursive(
 )
 
 
-def decoded_or_refused(decode, data):
+def decoded_or_refused(
+    decode: Callable[[bytes, DecodeLimits], Value], data: bytes
+) -> tuple[str, str] | tuple[str, Value, str]:
     try:
         value = decode(data, LIMITS)
     except BadRequest as exc:
@@ -274,7 +292,7 @@ def assert_same_as_the_reader(data: bytes) -> None:
 
 @settings(max_examples=600, deadline=None)
 @given(anything)
-def test_short_messages_decode_as_the_reader_decodes_them(value):
+def test_short_messages_decode_as_the_reader_decodes_them(value: object) -> None:
     data = msgpack.packb(value, use_bin_type=True, strict_types=False)
     if len(data) <= LIMITS.max_values:
         assert_same_as_the_reader(data)
@@ -282,7 +300,7 @@ def test_short_messages_decode_as_the_reader_decodes_them(value):
 
 @settings(max_examples=600, deadline=None)
 @given(st.binary(max_size=LIMITS.max_values))
-def test_short_garbage_is_refused_as_the_reader_refuses_it(data):
+def test_short_garbage_is_refused_as_the_reader_refuses_it(data: bytes) -> None:
     assert_same_as_the_reader(data)
 
 
@@ -301,20 +319,20 @@ def test_short_garbage_is_refused_as_the_reader_refuses_it(data):
     ],
     ids=lambda v: repr(v)[:40],
 )
-def test_the_edges_decode_as_the_reader_decodes_them(value):
+def test_the_edges_decode_as_the_reader_decodes_them(value: object) -> None:
     data = msgpack.packb(value, use_bin_type=True, strict_types=False, datetime=False)
     assert_same_as_the_reader(data)
     assert_same_as_the_reader(data + b"\xc0")  # a value too many
     assert_same_as_the_reader(data[:-1])  # cut short
 
 
-def test_short_messages_take_the_fast_way(monkeypatch):
+def test_short_messages_take_the_fast_way(monkeypatch: pytest.MonkeyPatch) -> None:
     """The fast way is taken (the speed is the point): a heartbeat-sized envelope never
     reaches the value-by-value reader, and one byte over max_values always does."""
     readers: list[int] = []
 
     class Spy(codec._Reader):
-        def __init__(self, data, limits):
+        def __init__(self, data: bytes, limits: DecodeLimits) -> None:
             readers.append(len(data))
             super().__init__(data, limits)
 

@@ -7,8 +7,11 @@ changed limit, field, flag or type shows up here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import fields
+from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,7 +51,7 @@ def describe(kind: FieldType) -> str:
     return text
 
 
-def describe_fields(schema_fields) -> str:
+def describe_fields(schema_fields: Mapping[str, FieldType]) -> str:
     if not schema_fields:
         return "none"
     return "<br>".join(f"`{name}`: {describe(kind)}" for name, kind in schema_fields.items())
@@ -85,7 +88,7 @@ def unquote(cell: str) -> str:
     return cell[1:-1]
 
 
-def test_catalogue_table_matches_the_code():
+def test_catalogue_table_matches_the_code() -> None:
     rows = table("catalogue")
     assert len(rows) == len(set(rows))
     assert {(unquote(r[0]), r[1]) for r in rows} == {(name, role.value) for role, name in CATALOGUE}
@@ -93,13 +96,15 @@ def test_catalogue_table_matches_the_code():
     assert set(rows) == {describe_row(mt) for mt in CATALOGUE.values()}
 
 
-def test_field_forms_are_the_codes_patterns():
+def test_field_forms_are_the_codes_patterns() -> None:
     forms = {unquote(r[0]): unquote(r[1]) for r in table("forms")}
     assert forms == {name: pattern for pattern, name in PATTERN_NAMES.items()}
 
 
 @pytest.mark.parametrize(("name", "machine"), [("proxy", PROXY_TABLE), ("engine", ENGINE_TABLE)])
-def test_state_tables_match_the_code(name, machine):
+def test_state_tables_match_the_code(
+    name: str, machine: Mapping[Any, Mapping[Any, StrEnum]]
+) -> None:
     rows = {tuple(unquote(c) for c in row) for row in table(f"{name}-states")}
     expected = {
         (state.value, event.value, target.value)
@@ -110,16 +115,16 @@ def test_state_tables_match_the_code(name, machine):
     assert len(table(f"{name}-states")) == len(expected)
 
 
-def test_error_codes_match_the_code():
+def test_error_codes_match_the_code() -> None:
     assert [unquote(r[0]) for r in table("errors")] == [c.value for c in ErrorCode]
 
 
-def test_decode_limits_match_the_code():
+def test_decode_limits_match_the_code() -> None:
     rows = {unquote(r[0]): int(r[1]) for r in table("limits")}
     assert rows == {f.name: getattr(DEFAULT_LIMITS, f.name) for f in fields(DEFAULT_LIMITS)}
 
 
-def test_constants_match_the_code():
+def test_constants_match_the_code() -> None:
     rows = {unquote(r[0]): unquote(r[1]) for r in table("constants")}
     assert rows == {
         "PROTOCOL_VERSION": str(catalogue.PROTOCOL_VERSION),
@@ -139,7 +144,7 @@ def test_constants_match_the_code():
     assert f"{len(tokens._KEY_CONTEXT)} bytes" in notes["TOKEN_KEY_CONTEXT"]
 
 
-def test_envelope_fields_are_listed_in_order():
+def test_envelope_fields_are_listed_in_order() -> None:
     rows = [unquote(r[0]) for r in table("envelope")]
     assert rows == sorted(envelope.HEADER_FIELDS)
     assert set(rows) == set(envelope.HEADER_FIELDS)

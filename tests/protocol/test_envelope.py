@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from typing import TYPE_CHECKING
 
 import msgpack
 import pytest
@@ -12,11 +13,14 @@ from protocol.catalogue import CATALOGUE
 from protocol.envelope import HEADER_FIELDS, ID_SIZE, SIGNING_CONTEXT, seal
 from protocol.errors import BadRequest
 
+if TYPE_CHECKING:
+    from tests.protocol.conftest import World
+
 NAMES = sorted({name for _, name in CATALOGUE})
 REPLIES = sorted({name for (_, name), mt in CATALOGUE.items() if mt.reply})
 
 
-def test_signature_covers_the_context_and_the_exact_payload(world):
+def test_signature_covers_the_context_and_the_exact_payload(world: World) -> None:
     sealed = seal(world.proxy, "heartbeat", world.bodies["heartbeat"], recipient="r", now_ms=5)
     payload, signature = sealed.frames
     public = world.proxy.public_key()
@@ -25,7 +29,7 @@ def test_signature_covers_the_context_and_the_exact_payload(world):
     assert not identity.verify(public, signature, payload)  # the context is required
 
 
-def test_payload_is_the_canonical_envelope(world):
+def test_payload_is_the_canonical_envelope(world: World) -> None:
     re = secrets.token_bytes(ID_SIZE)
     body = world.bodies["enroll_pending"]
     sealed = seal(world.engine, "enroll_pending", body, recipient="SHA256:to", now_ms=42, re=re)
@@ -49,7 +53,7 @@ def test_payload_is_the_canonical_envelope(world):
     assert b"\xa2re\xc4\x10" + re in payload
 
 
-def test_ids_are_random_and_sized(world):
+def test_ids_are_random_and_sized(world: World) -> None:
     ids = {
         seal(world.proxy, "heartbeat", world.bodies["heartbeat"], recipient="r", now_ms=0).id
         for _ in range(50)
@@ -68,7 +72,7 @@ def test_ids_are_random_and_sized(world):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_seal_refuses_an_invalid_body(world, name):
+def test_seal_refuses_an_invalid_body(world: World, name: str) -> None:
     with pytest.raises(BadRequest, match="not part of this message type"):
         seal(
             world.proxy,
@@ -81,7 +85,7 @@ def test_seal_refuses_an_invalid_body(world, name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_seal_refuses_a_body_missing_a_field(world, name):
+def test_seal_refuses_a_body_missing_a_field(world: World, name: str) -> None:
     mt = next(mt for (_, n), mt in CATALOGUE.items() if n == name)
     if not mt.schema.required:
         assert world.bodies[name] == {}
@@ -92,18 +96,18 @@ def test_seal_refuses_a_body_missing_a_field(world, name):
         seal(world.proxy, name, body, recipient="r", now_ms=0, re=b"r" * 16)
 
 
-def test_there_are_replies_and_requests():
+def test_there_are_replies_and_requests() -> None:
     assert REPLIES
     assert set(NAMES) - set(REPLIES)
 
 
 @pytest.mark.parametrize("name", REPLIES)
-def test_seal_refuses_a_reply_without_re(world, name):
+def test_seal_refuses_a_reply_without_re(world: World, name: str) -> None:
     with pytest.raises(BadRequest, match="needs the request's id"):
         seal(world.engine, name, world.bodies[name], recipient="r", now_ms=0)
     seal(world.engine, name, world.bodies[name], recipient="r", now_ms=0, re=b"r" * 16)
 
 
-def test_seal_refuses_an_unknown_type(world):
+def test_seal_refuses_an_unknown_type(world: World) -> None:
     with pytest.raises(BadRequest, match="not a message type"):
         seal(world.proxy, "shell", {}, recipient="r", now_ms=0)

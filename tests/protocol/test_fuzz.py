@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 import msgpack
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -12,6 +15,11 @@ from protocol import catalogue, codec, identity
 from protocol.catalogue import CATALOGUE, Role
 from protocol.envelope import HEADER_FIELDS, Message
 from protocol.errors import ProtocolError
+from protocol.receive import Receiver
+from protocol.schema import Schema
+
+if TYPE_CHECKING:
+    from tests.protocol.conftest import World
 
 SETTINGS = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -56,7 +64,7 @@ def note(what: str) -> None:
         event(what)  # shown by pytest --hypothesis-show-statistics
 
 
-def outcome(receiver, frames, now_ms):
+def outcome(receiver: Receiver, frames: Sequence[bytes], now_ms: int) -> Message | ProtocolError:
     """Receive, and hand back the Message or the ProtocolError; anything else propagates."""
     try:
         msg = receiver.receive(frames, now_ms)
@@ -75,14 +83,16 @@ def outcome(receiver, frames, now_ms):
 
 @SETTINGS
 @given(role=ROLES, payload=st.binary(max_size=600), signature=signatures)
-def test_arbitrary_bytes(world, role, payload, signature):
+def test_arbitrary_bytes(world: World, role: Role, payload: bytes, signature: bytes) -> None:
     receiver, _ = world.receiver(role)
     assert isinstance(outcome(receiver, (payload, signature), world.now_ms), ProtocolError)
 
 
 @SETTINGS
 @given(role=ROLES, value=values, signature=signatures)
-def test_arbitrary_msgpack_values(world, role, value, signature):
+def test_arbitrary_msgpack_values(
+    world: World, role: Role, value: object, signature: bytes
+) -> None:
     receiver, _ = world.receiver(role)
     payload = msgpack.packb(value, use_bin_type=True)
     assert isinstance(outcome(receiver, (payload, signature), world.now_ms), ProtocolError)
@@ -90,7 +100,7 @@ def test_arbitrary_msgpack_values(world, role, value, signature):
 
 @SETTINGS
 @given(data=st.data(), role=ROLES, signed=st.booleans())
-def test_envelope_shaped_maps(world, data, role, signed):
+def test_envelope_shaped_maps(world: World, data: st.DataObject, role: Role, signed: bool) -> None:
     """Each field is either plausible or random, so every pipeline stage gets reached."""
     accepted = sorted(catalogue.accepted_by(role))
     plausible = {
@@ -125,7 +135,7 @@ def test_envelope_shaped_maps(world, data, role, signed):
     outcome(receiver, (payload, signature), world.now_ms)
 
 
-def mutated_body(data, body, schema):
+def mutated_body(data: st.DataObject, body: dict[str, Any], schema: Schema) -> dict[str, Any]:
     body = dict(body)
     action = data.draw(st.sampled_from(["replace", "drop", "add", "none"]), label="action")
     names = sorted(body) or ["x"]
@@ -141,7 +151,7 @@ def mutated_body(data, body, schema):
 
 @SETTINGS
 @given(data=st.data())
-def test_validly_signed_messages_with_random_bodies(world, data):
+def test_validly_signed_messages_with_random_bodies(world: World, data: st.DataObject) -> None:
     """Past the signature, only the schema stands between a body and a handler."""
     role, name = data.draw(st.sampled_from(sorted(CATALOGUE, key=str)), label="type")
     mt = CATALOGUE[(role, name)]
@@ -158,7 +168,7 @@ def test_validly_signed_messages_with_random_bodies(world, data):
 
 @SETTINGS
 @given(raw=st.binary(min_size=32, max_size=32), signature=st.binary(min_size=64, max_size=64))
-def test_self_certified_request_with_random_key(world, raw, signature):
+def test_self_certified_request_with_random_key(world: World, raw: bytes, signature: bytes) -> None:
     """Any 32 bytes as the identity key (most are not curve points) end in a ProtocolError."""
     body = {**world.bodies["enroll_request"], "identity_key": raw}
     envelope = world.envelope(
@@ -185,6 +195,6 @@ def test_self_certified_request_with_random_key(world, raw, signature):
     ],
     ids=lambda p: p[:6].hex(),
 )
-def test_hostile_payloads(world, payload):
+def test_hostile_payloads(world: World, payload: bytes) -> None:
     receiver, _ = world.receiver(Role.ENGINE)
     assert isinstance(outcome(receiver, (payload, bytes(64)), world.now_ms), ProtocolError)

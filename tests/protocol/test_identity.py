@@ -7,6 +7,8 @@ import hashlib
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -26,7 +28,7 @@ def openssh_line(raw: bytes) -> str:
     return "ssh-ed25519 " + base64.b64encode(wire).decode() + " test@example"
 
 
-def test_private_pem_round_trip():
+def test_private_pem_round_trip() -> None:
     key = identity.generate()
     pem = identity.private_to_pem(key)
     assert pem.startswith(b"-----BEGIN PRIVATE KEY-----\n")
@@ -37,7 +39,7 @@ def test_private_pem_round_trip():
     assert not identity.verify(key.public_key(), signature, b"date")
 
 
-def test_public_pem_and_raw_round_trip():
+def test_public_pem_and_raw_round_trip() -> None:
     key = identity.generate()
     pem = identity.public_to_pem(key.public_key())
     assert pem.startswith(b"-----BEGIN PUBLIC KEY-----\n")
@@ -47,7 +49,7 @@ def test_public_pem_and_raw_round_trip():
     assert identity.public_raw(identity.public_from_raw(raw)) == raw
 
 
-def test_fingerprint_is_openssh_form():
+def test_fingerprint_is_openssh_form() -> None:
     key = identity.generate()
     raw = identity.public_raw(key)
     fingerprint = identity.fingerprint(key)
@@ -59,7 +61,7 @@ def test_fingerprint_is_openssh_form():
 
 
 @pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="ssh-keygen is not installed")
-def test_fingerprint_has_ssh_keygens_form(tmp_path):
+def test_fingerprint_has_ssh_keygens_form(tmp_path: Path) -> None:
     """Same form as ``ssh-keygen -l``; the value differs, since OpenSSH hashes its key blob.
 
     ssh-keygen hashes the SSH wire encoding (string "ssh-ed25519", string key), while
@@ -95,7 +97,9 @@ def test_fingerprint_has_ssh_keygens_form(tmp_path):
     ],
     ids=["rsa", "ec", "ed448"],
 )
-def test_other_key_types_are_refused(make):
+def test_other_key_types_are_refused(
+    make: Callable[[], rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed448.Ed448PrivateKey],
+) -> None:
     other = make()
     private = other.private_bytes(
         serialization.Encoding.PEM,
@@ -114,14 +118,14 @@ def test_other_key_types_are_refused(make):
 @pytest.mark.parametrize(
     "data", [b"", b"not a key", b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"]
 )
-def test_unreadable_pem_is_refused(data):
+def test_unreadable_pem_is_refused(data: bytes) -> None:
     with pytest.raises(BadRequest, match="not a readable"):
         identity.private_from_pem(data)
     with pytest.raises(BadRequest, match="not readable"):
         identity.public_from_pem(data)
 
 
-def test_encrypted_private_key_is_refused():
+def test_encrypted_private_key_is_refused() -> None:
     key = identity.generate()
     pem = key.private_bytes(
         serialization.Encoding.PEM,
@@ -133,7 +137,7 @@ def test_encrypted_private_key_is_refused():
 
 
 @pytest.mark.parametrize("size", [0, 31, 33, 64])
-def test_raw_key_of_wrong_size_is_refused(size):
+def test_raw_key_of_wrong_size_is_refused(size: int) -> None:
     with pytest.raises(BadRequest, match="32 bytes"):
         identity.public_from_raw(b"\x01" * size)
 
@@ -149,12 +153,12 @@ SMALL_ORDER = [
 
 
 @pytest.mark.parametrize("raw", SMALL_ORDER, ids=lambda r: r.hex()[:4] + r.hex()[-2:])
-def test_small_order_keys_are_refused(raw):
+def test_small_order_keys_are_refused(raw: bytes) -> None:
     assert identity.has_small_order(raw)
     with pytest.raises(BadRequest, match="small order"):
         identity.public_from_raw(raw)
 
 
-def test_generated_keys_are_not_small_order():
+def test_generated_keys_are_not_small_order() -> None:
     for _ in range(100):
         assert not identity.has_small_order(identity.public_raw(identity.generate()))

@@ -25,7 +25,7 @@ BAD = {
 
 
 @pytest.mark.parametrize(("name", "reason"), BAD.items(), ids=repr)
-def test_bad_names_are_refused_with_the_reason(name, reason):
+def test_bad_names_are_refused_with_the_reason(name: str, reason: str) -> None:
     with pytest.raises(BadRequest, match=reason):
         check_fqdn(name)
 
@@ -33,7 +33,7 @@ def test_bad_names_are_refused_with_the_reason(name, reason):
 @pytest.mark.parametrize(
     "name", ["proxy.example.com", "a", "x" * 63, ".".join(["a" * 63] * 3 + ["b" * 61])]
 )
-def test_good_names_are_returned(name):
+def test_good_names_are_returned(name: str) -> None:
     assert len(name) <= MAX_NAME
     assert check_fqdn(name) == name
 
@@ -46,19 +46,19 @@ def test_good_names_are_returned(name):
         ("proxy.example.com", "proxy.example.com"),
     ],
 )
-def test_normalise(typed, canonical):
+def test_normalise(typed: str, canonical: str) -> None:
     assert normalise_fqdn(typed) == canonical
 
 
 @pytest.mark.parametrize("typed", ["a..", "..", ".", "a b", "../etc", ""])
-def test_normalise_still_refuses(typed):
+def test_normalise_still_refuses(typed: str) -> None:
     with pytest.raises(BadRequest):
         normalise_fqdn(typed)
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=80))
-def test_accepted_names_are_safe_file_name_parts(name):
+def test_accepted_names_are_safe_file_name_parts(name: str) -> None:
     try:
         checked = check_fqdn(name)
     except BadRequest:
@@ -72,7 +72,7 @@ def test_accepted_names_are_safe_file_name_parts(name):
 
 @settings(max_examples=100, deadline=None)
 @given(st.from_regex(FQDN_PATTERN, fullmatch=True))
-def test_pattern_matches_are_accepted_up_to_the_length_limit(name):
+def test_pattern_matches_are_accepted_up_to_the_length_limit(name: str) -> None:
     if len(name) <= MAX_NAME:
         assert check_fqdn(name) == name
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from typing import TYPE_CHECKING
 
 import pytest
 from cryptography.exceptions import InvalidSignature
@@ -25,6 +26,9 @@ from protocol.errors import (
 )
 from protocol.receive import DEFAULT_WINDOW_MS
 
+if TYPE_CHECKING:
+    from tests.protocol.conftest import World
+
 ALL_TYPES = sorted(CATALOGUE, key=lambda k: (k[0].value, k[1]))
 REPLY_TYPES = [k for k in ALL_TYPES if CATALOGUE[k].reply]
 ONE_ROLE_TYPES = [k for k in ALL_TYPES if k[1] != catalogue.ERROR]  # error goes both ways
@@ -35,14 +39,14 @@ def type_id(key: tuple[Role, str]) -> str:
     return f"{key[0].value}-{key[1]}"
 
 
-def test_examples_cover_the_whole_catalogue(world):
+def test_examples_cover_the_whole_catalogue(world: World) -> None:
     assert set(world.bodies) == set(TYPE_NAMES)
     for (_, name), mt in CATALOGUE.items():
         mt.schema.check(world.bodies[name])
 
 
 @pytest.mark.parametrize("key", ALL_TYPES, ids=type_id)
-def test_every_type_round_trips(world, key):
+def test_every_type_round_trips(world: World, key: tuple[Role, str]) -> None:
     role, name = key
     receiver, _ = world.receiver(role, knows=[] if CATALOGUE[key].self_certified else None)
     sealed = world.seal(role, name)
@@ -58,7 +62,7 @@ def test_every_type_round_trips(world, key):
     assert (msg.re is not None) == CATALOGUE[key].reply
 
 
-def test_sealed_message_is_accepted_once_unmodified(world):
+def test_sealed_message_is_accepted_once_unmodified(world: World) -> None:
     # The flip property below is only meaningful if the original frames are accepted.
     sealed = world.seal(Role.ENGINE, catalogue.HEARTBEAT)
     receiver, _ = world.receiver(Role.ENGINE)
@@ -67,7 +71,7 @@ def test_sealed_message_is_accepted_once_unmodified(world):
 
 @SETTINGS
 @given(data=st.data())
-def test_any_flipped_byte_is_refused(world, data):
+def test_any_flipped_byte_is_refused(world: World, data: st.DataObject) -> None:
     role, name = data.draw(st.sampled_from(ALL_TYPES), label="type")
     sealed = world.seal(role, name)
     payload, signature = sealed.frames
@@ -81,7 +85,7 @@ def test_any_flipped_byte_is_refused(world, data):
         receiver.receive(frames, world.now_ms)
 
 
-def test_sender_claiming_another_known_key_is_refused(world):
+def test_sender_claiming_another_known_key_is_refused(world: World) -> None:
     receiver, _ = world.receiver(Role.ENGINE, knows=[world.proxy, world.stranger])
     envelope = world.envelope(Role.ENGINE, catalogue.HEARTBEAT, **{"from": world.fp(world.proxy)})
     with pytest.raises(Unauthorized, match="signature"):
@@ -90,7 +94,7 @@ def test_sender_claiming_another_known_key_is_refused(world):
     assert receiver.receive(world.sign(world.proxy, envelope), world.now_ms).type == "heartbeat"
 
 
-def test_message_for_another_recipient_is_refused(world):
+def test_message_for_another_recipient_is_refused(world: World) -> None:
     receiver, _ = world.receiver(Role.ENGINE)
     sealed = world.seal(Role.ENGINE, catalogue.HEARTBEAT)
     other = world.seal(Role.ENGINE, catalogue.HEARTBEAT)
@@ -101,7 +105,7 @@ def test_message_for_another_recipient_is_refused(world):
     assert receiver.receive(other.frames, world.now_ms).id == other.id
 
 
-def test_replay_within_the_window_is_refused(world):
+def test_replay_within_the_window_is_refused(world: World) -> None:
     receiver, _ = world.receiver(Role.ENGINE)
     sealed = world.seal(Role.ENGINE, catalogue.HEARTBEAT)
     receiver.receive(sealed.frames, world.now_ms)
@@ -113,7 +117,7 @@ def test_replay_within_the_window_is_refused(world):
         receiver.receive(again.frames, world.now_ms + 10)
 
 
-def test_forged_copy_does_not_burn_the_id(world):
+def test_forged_copy_does_not_burn_the_id(world: World) -> None:
     receiver, _ = world.receiver(Role.ENGINE)
     sealed = world.seal(Role.ENGINE, catalogue.HEARTBEAT)
     forged = (sealed.frames[0], bytes(64))
@@ -123,7 +127,7 @@ def test_forged_copy_does_not_burn_the_id(world):
 
 
 @pytest.mark.parametrize("offset", [DEFAULT_WINDOW_MS + 1, -(DEFAULT_WINDOW_MS + 1), 10**12])
-def test_message_outside_the_window_is_expired(world, offset):
+def test_message_outside_the_window_is_expired(world: World, offset: int) -> None:
     # offset > 0: the message is older than the window; < 0: the sender's clock is ahead.
     receiver, _ = world.receiver(Role.ENGINE)
     sealed = world.seal(Role.ENGINE, catalogue.HEARTBEAT, now_ms=world.now_ms - offset)
@@ -132,7 +136,9 @@ def test_message_outside_the_window_is_expired(world, offset):
 
 
 @pytest.mark.parametrize(("offset", "direction"), [(-600_000, "ahead of"), (600_000, "behind")])
-def test_a_stamp_outside_the_window_names_the_clock_skew(world, offset, direction):
+def test_a_stamp_outside_the_window_names_the_clock_skew(
+    world: World, offset: int, direction: str
+) -> None:
     receiver, _ = world.receiver(Role.ENGINE)
     sealed = world.seal(Role.ENGINE, catalogue.HEARTBEAT, now_ms=world.now_ms - offset)
     with pytest.raises(ClockSkew, match=f"stamped 600 s {direction} our clock") as refused:
@@ -143,13 +149,13 @@ def test_a_stamp_outside_the_window_names_the_clock_skew(world, offset, directio
 
 
 @pytest.mark.parametrize("offset", [DEFAULT_WINDOW_MS, -DEFAULT_WINDOW_MS, 0])
-def test_message_at_the_window_edge_is_accepted(world, offset):
+def test_message_at_the_window_edge_is_accepted(world: World, offset: int) -> None:
     receiver, _ = world.receiver(Role.ENGINE)
     sealed = world.seal(Role.ENGINE, catalogue.HEARTBEAT, now_ms=world.now_ms - offset)
     assert receiver.receive(sealed.frames, world.now_ms).ts == world.now_ms - offset
 
 
-def test_custom_window_is_honoured(world):
+def test_custom_window_is_honoured(world: World) -> None:
     receiver, _ = world.receiver(Role.ENGINE, window_ms=1000)
     edge = world.seal(Role.ENGINE, catalogue.HEARTBEAT, now_ms=world.now_ms - 1000)
     late = world.seal(Role.ENGINE, catalogue.HEARTBEAT, now_ms=world.now_ms - 1001)
@@ -158,32 +164,34 @@ def test_custom_window_is_honoured(world):
         receiver.receive(late.frames, world.now_ms)
 
 
-def test_version_below_the_receivers_floor_is_refused(world):
+def test_version_below_the_receivers_floor_is_refused(world: World) -> None:
     receiver, _ = world.receiver(Role.ENGINE, min_version=2)
     sealed = world.seal(Role.ENGINE, catalogue.HEARTBEAT, version=1)
     with pytest.raises(VersionRefused, match="below"):
         receiver.receive(sealed.frames, world.now_ms)
 
 
-def test_version_zero_is_refused(world):
+def test_version_zero_is_refused(world: World) -> None:
     receiver, _ = world.receiver(Role.ENGINE)
     sealed = world.seal(Role.ENGINE, catalogue.HEARTBEAT, version=0)
     with pytest.raises(VersionRefused, match="below"):
         receiver.receive(sealed.frames, world.now_ms)
 
 
-def test_version_above_ours_is_refused(world):
+def test_version_above_ours_is_refused(world: World) -> None:
     receiver, _ = world.receiver(Role.ENGINE)
     sealed = world.seal(Role.ENGINE, catalogue.HEARTBEAT, version=PROTOCOL_VERSION + 1)
     with pytest.raises(VersionRefused, match="newer"):
         receiver.receive(sealed.frames, world.now_ms)
 
 
-def test_unknown_type_is_refused_before_the_signature(world, monkeypatch):
+def test_unknown_type_is_refused_before_the_signature(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
     verified: list[bytes] = []
     real_verify = identity.verify
 
-    def spy(key, signature, data):
+    def spy(key: Ed25519PublicKey, signature: bytes, data: bytes) -> bool:
         verified.append(data)
         return real_verify(key, signature, data)
 
@@ -203,7 +211,7 @@ def test_unknown_type_is_refused_before_the_signature(world, monkeypatch):
 
 
 @pytest.mark.parametrize("key", ONE_ROLE_TYPES, ids=type_id)
-def test_type_for_the_other_role_is_refused(world, key):
+def test_type_for_the_other_role_is_refused(world: World, key: tuple[Role, str]) -> None:
     role, name = key
     other = Role.PROXY if role is Role.ENGINE else Role.ENGINE
     receiver, keys = world.receiver(other, knows=[world.engine, world.proxy])
@@ -218,7 +226,7 @@ def test_type_for_the_other_role_is_refused(world, key):
     assert keys.calls == []
 
 
-def test_enrolled_only_type_from_unknown_sender_is_refused(world):
+def test_enrolled_only_type_from_unknown_sender_is_refused(world: World) -> None:
     receiver, keys = world.receiver(Role.ENGINE, knows=[])
     sealed = world.seal(Role.ENGINE, catalogue.HEARTBEAT, key=world.stranger)
     with pytest.raises(Unauthorized, match="No key is held"):
@@ -226,7 +234,7 @@ def test_enrolled_only_type_from_unknown_sender_is_refused(world):
     assert keys.calls == [world.fp(world.stranger)]
 
 
-def test_enroll_request_from_unknown_sender_signed_by_body_key_is_accepted(world):
+def test_enroll_request_from_unknown_sender_signed_by_body_key_is_accepted(world: World) -> None:
     receiver, keys = world.receiver(Role.ENGINE, knows=[])
     body = {**world.bodies["enroll_request"], "identity_key": identity.public_raw(world.stranger)}
     sealed = world.seal(Role.ENGINE, catalogue.ENROLL_REQUEST, body, key=world.stranger)
@@ -236,7 +244,7 @@ def test_enroll_request_from_unknown_sender_signed_by_body_key_is_accepted(world
     assert keys.calls == []
 
 
-def test_enroll_request_whose_body_key_is_not_the_sender_is_refused(world):
+def test_enroll_request_whose_body_key_is_not_the_sender_is_refused(world: World) -> None:
     receiver, _ = world.receiver(Role.ENGINE, knows=[])
     # Signed by the stranger, 'from' the stranger, but the body carries the proxy's key.
     sealed = world.seal(Role.ENGINE, catalogue.ENROLL_REQUEST, key=world.stranger)
@@ -244,7 +252,7 @@ def test_enroll_request_whose_body_key_is_not_the_sender_is_refused(world):
         receiver.receive(sealed.frames, world.now_ms)
 
 
-def test_enroll_request_not_signed_by_its_body_key_is_refused(world):
+def test_enroll_request_not_signed_by_its_body_key_is_refused(world: World) -> None:
     receiver, _ = world.receiver(Role.ENGINE, knows=[])
     envelope = world.envelope(Role.ENGINE, catalogue.ENROLL_REQUEST)  # from/body: the proxy
     with pytest.raises(Unauthorized, match="signature"):
@@ -265,7 +273,7 @@ SMALL_ORDER_KEYS = [
 ]
 
 
-def test_small_order_y_values_are_really_small_order():
+def test_small_order_y_values_are_really_small_order() -> None:
     # Independent of identity.py: the order-8 y solves d*y^4 + 2*y^2 - 1 = 0 (doubling it
     # gives y = 0, the order-4 points), and the other values are the order 1, 2, 4 points.
     d = -121665 * pow(121666, -1, P) % P
@@ -274,7 +282,7 @@ def test_small_order_y_values_are_really_small_order():
 
 
 @pytest.mark.parametrize("raw", SMALL_ORDER_KEYS, ids=lambda r: r.hex()[:8] + r.hex()[-2:])
-def test_enroll_request_with_small_order_key_is_refused(world, raw):
+def test_enroll_request_with_small_order_key_is_refused(world: World, raw: bytes) -> None:
     """Such a key proves nothing: OpenSSL accepts signatures made for it without a secret."""
     public = Ed25519PublicKey.from_public_bytes(raw)
     body = {**world.bodies["enroll_request"], "identity_key": raw}
@@ -306,7 +314,7 @@ def test_enroll_request_with_small_order_key_is_refused(world, raw):
 
 
 @pytest.mark.parametrize("key", REPLY_TYPES, ids=type_id)
-def test_reply_without_re_is_refused(world, key):
+def test_reply_without_re_is_refused(world: World, key: tuple[Role, str]) -> None:
     role, name = key
     receiver, keys = world.receiver(role)
     envelope = world.envelope(role, name, re=None)
@@ -315,7 +323,7 @@ def test_reply_without_re_is_refused(world, key):
     assert keys.calls == []
 
 
-def test_message_answers_its_request(world):
+def test_message_answers_its_request(world: World) -> None:
     request_id = secrets.token_bytes(16)
     receiver, _ = world.receiver(Role.PROXY)
     sealed = world.seal(Role.PROXY, catalogue.ENROLL_PENDING, re=request_id)
@@ -332,7 +340,7 @@ def test_message_answers_its_request(world):
 
 
 @pytest.mark.parametrize("count", [0, 1, 3])
-def test_wrong_frame_count_is_refused(world, count):
+def test_wrong_frame_count_is_refused(world: World, count: int) -> None:
     receiver, _ = world.receiver(Role.ENGINE)
     payload, signature = world.seal(Role.ENGINE, catalogue.HEARTBEAT).frames
     frames = [payload, signature, signature][:count]
@@ -341,7 +349,7 @@ def test_wrong_frame_count_is_refused(world, count):
 
 
 @pytest.mark.parametrize("size", [0, 63, 65, 128])
-def test_wrong_signature_size_is_refused(world, size):
+def test_wrong_signature_size_is_refused(world: World, size: int) -> None:
     receiver, _ = world.receiver(Role.ENGINE)
     payload, signature = world.seal(Role.ENGINE, catalogue.HEARTBEAT).frames
     with pytest.raises(BadRequest, match="64 bytes"):
@@ -368,7 +376,7 @@ def test_wrong_signature_size_is_refused(world, size):
     ],
     ids=repr,
 )
-def test_malformed_envelope_is_refused(world, change):
+def test_malformed_envelope_is_refused(world: World, change: dict[str, object]) -> None:
     receiver, keys = world.receiver(Role.ENGINE)
     envelope = world.envelope(Role.ENGINE, catalogue.HEARTBEAT, **change)
     with pytest.raises(BadRequest):
@@ -377,7 +385,7 @@ def test_malformed_envelope_is_refused(world, change):
 
 
 @pytest.mark.parametrize("missing", ["v", "type", "id", "re", "ts", "from", "to", "body"])
-def test_envelope_missing_a_field_is_refused(world, missing):
+def test_envelope_missing_a_field_is_refused(world: World, missing: str) -> None:
     receiver, _ = world.receiver(Role.ENGINE)
     envelope = world.envelope(Role.ENGINE, catalogue.HEARTBEAT)
     del envelope[missing]
@@ -385,7 +393,7 @@ def test_envelope_missing_a_field_is_refused(world, missing):
         receiver.receive(world.sign(world.proxy, envelope), world.now_ms)
 
 
-def test_body_is_checked_after_the_signature(world):
+def test_body_is_checked_after_the_signature(world: World) -> None:
     receiver, _ = world.receiver(Role.ENGINE)
     body = {**world.bodies["heartbeat"], "cert_days_left": "many"}
     envelope = world.envelope(Role.ENGINE, catalogue.HEARTBEAT, body=body)
@@ -396,7 +404,7 @@ def test_body_is_checked_after_the_signature(world):
         receiver.receive((payload, signature), world.now_ms)
 
 
-def test_error_codes_travel_in_error_messages(world):
+def test_error_codes_travel_in_error_messages(world: World) -> None:
     receiver, _ = world.receiver(Role.PROXY)
     body = {"code": "no_such_code", "message": "x"}
     envelope = world.envelope(Role.PROXY, catalogue.ERROR, body=body)
@@ -408,7 +416,9 @@ def test_error_codes_travel_in_error_messages(world):
 @pytest.mark.parametrize(
     "value", ["x" * 60_000, "SHA256:abc\nforged log line", "", "sha256:" + "A" * 43]
 )
-def test_from_and_to_must_be_fingerprints_before_anything_echoes_them(world, field, value):
+def test_from_and_to_must_be_fingerprints_before_anything_echoes_them(
+    world: World, field: str, value: str
+) -> None:
     receiver, keys = world.receiver(Role.ENGINE)
     forged = world.envelope(Role.ENGINE, catalogue.HEARTBEAT, **{field: value})
     with pytest.raises(BadRequest, match="fingerprint") as refused:

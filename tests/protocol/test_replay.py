@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,12 +13,15 @@ from protocol.catalogue import Role
 from protocol.errors import BadRequest, Replayed
 from protocol.replay import SeenIds
 
+if TYPE_CHECKING:
+    from tests.protocol.conftest import World
+
 
 def ident(n: int) -> bytes:
     return n.to_bytes(16, "big")
 
 
-def test_flood_stays_within_capacity_and_never_lets_a_replay_through():
+def test_flood_stays_within_capacity_and_never_lets_a_replay_through() -> None:
     seen = SeenIds(window_ms=10**9, capacity=1000)
     for n in range(50_000):
         seen.check(ident(n), n, n)
@@ -31,7 +36,7 @@ def test_flood_stays_within_capacity_and_never_lets_a_replay_through():
     assert seen.horizon_ms == 50_000 - 1000 - 1
 
 
-def test_eviction_moves_the_horizon_which_refuses_old_stamps():
+def test_eviction_moves_the_horizon_which_refuses_old_stamps() -> None:
     seen = SeenIds(window_ms=60_000, capacity=3)
     for n in range(4):
         seen.record(ident(n), 100_500 + n * 1000, 104_000)
@@ -46,7 +51,7 @@ def test_eviction_moves_the_horizon_which_refuses_old_stamps():
     seen.check(ident(99), 101_000, 104_000)  # a new id stamped after it is fine
 
 
-def test_a_flood_within_one_second_refuses_the_rest_of_that_second():
+def test_a_flood_within_one_second_refuses_the_rest_of_that_second() -> None:
     seen = SeenIds(window_ms=60_000, capacity=3)
     for n in range(4):
         seen.record(ident(n), 7_000 + n, 7_010)
@@ -57,7 +62,7 @@ def test_a_flood_within_one_second_refuses_the_rest_of_that_second():
     seen.check(ident(9), 8_000, 8_000)
 
 
-def test_entries_expire_with_the_window_a_second_at_a_time():
+def test_entries_expire_with_the_window_a_second_at_a_time() -> None:
     seen = SeenIds(window_ms=1000, capacity=10)
     seen.record(ident(1), 0, 0)
     seen.record(ident(2), 999, 999)
@@ -72,7 +77,7 @@ def test_entries_expire_with_the_window_a_second_at_a_time():
     seen.check(ident(1), 0, 2000)
 
 
-def test_future_stamped_entries_live_until_their_own_window_ends():
+def test_future_stamped_entries_live_until_their_own_window_ends() -> None:
     seen = SeenIds(window_ms=1000, capacity=10)
     seen.record(ident(1), 1000, 0)  # the sender's clock is 1 s ahead
     with pytest.raises(Replayed):
@@ -91,7 +96,9 @@ def test_future_stamped_entries_live_until_their_own_window_ends():
         max_size=50,
     ),
 )
-def test_no_replay_inside_the_window_ever_passes(capacity, steps):
+def test_no_replay_inside_the_window_ever_passes(
+    capacity: int, steps: list[tuple[int, int, int]]
+) -> None:
     """Drive the cache as Receiver does; a replay (same id, same stamp) never passes.
 
     A sender reusing an id with another stamp is not a replay (the stamp is signed), so
@@ -120,7 +127,7 @@ def test_no_replay_inside_the_window_ever_passes(capacity, steps):
                     seen.check(old_id, old_ts, now)
 
 
-def test_receiver_under_flood(world):
+def test_receiver_under_flood(world: World) -> None:
     receiver, _ = world.receiver(Role.ENGINE)
     receiver.seen = SeenIds(receiver.window_ms, capacity=50)
     now = world.now_ms
@@ -148,7 +155,7 @@ def test_receiver_under_flood(world):
     assert len(receiver.seen) == 1
 
 
-def test_recording_an_id_twice_keeps_one_entry_and_expires_cleanly():
+def test_recording_an_id_twice_keeps_one_entry_and_expires_cleanly() -> None:
     seen = SeenIds(window_ms=1_000, capacity=10)
     seen.record(b"a" * 16, ts=0, now_ms=0)
     seen.record(b"a" * 16, ts=0, now_ms=0)
@@ -157,7 +164,7 @@ def test_recording_an_id_twice_keeps_one_entry_and_expires_cleanly():
     assert len(seen) == 0
 
 
-def test_entries_expire_and_evict_by_their_stamp_whatever_their_id():
+def test_entries_expire_and_evict_by_their_stamp_whatever_their_id() -> None:
     """An id held as an int beside its stamp: the id's bits never move the stamp's order."""
     highest, lowest = b"\xff" * 16, b"\x00" * 16
     seen = SeenIds(window_ms=1_000, capacity=10)
@@ -177,7 +184,7 @@ def test_entries_expire_and_evict_by_their_stamp_whatever_their_id():
         full.check(lowest, ts=6_000, now_ms=6_000)
 
 
-def test_an_id_of_another_size_is_refused():
+def test_an_id_of_another_size_is_refused() -> None:
     seen = SeenIds(window_ms=1_000)
     # Held as ints, b"\x01" and b"\x00\x01" would be one id.
     for wrong in (b"\x01", b"\x00" * 15 + b"\x01" + b"\x00"):

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any
 
 import pytest
 
@@ -19,7 +22,10 @@ from protocol.states import (
     proxy_machine,
 )
 
-MACHINES = {
+# The two tables have different enums for keys; Mapping's key type is invariant, so only Any
+# holds both.
+Table = Mapping[Any, Mapping[Any, StrEnum]]
+MACHINES: dict[str, tuple[Table, type[StrEnum], type[StrEnum]]] = {
     "proxy": (PROXY_TABLE, ProxyState, ProxyEvent),
     "engine": (ENGINE_TABLE, EngineState, EngineEvent),
 }
@@ -37,11 +43,11 @@ REFUSED = [
 ]
 
 
-def row_id(value) -> str:
+def row_id(value: object) -> str:
     return "-".join(str(v) for v in value) if isinstance(value, tuple) else str(value)
 
 
-def test_tables_cover_every_state_and_only_their_own_enums():
+def test_tables_cover_every_state_and_only_their_own_enums() -> None:
     for table, states, events in MACHINES.values():
         assert set(table) == set(states)
         for moves in table.values():
@@ -52,7 +58,9 @@ def test_tables_cover_every_state_and_only_their_own_enums():
 
 
 @pytest.mark.parametrize(("side", "state", "event", "target"), ALLOWED, ids=row_id)
-def test_every_allowed_transition(side, state, event, target):
+def test_every_allowed_transition(
+    side: str, state: StrEnum, event: StrEnum, target: StrEnum
+) -> None:
     table = MACHINES[side][0]
     machine = Machine(table, state)
     assert event in machine.allowed()
@@ -63,7 +71,7 @@ def test_every_allowed_transition(side, state, event, target):
 
 
 @pytest.mark.parametrize(("side", "state", "event"), REFUSED, ids=row_id)
-def test_every_other_pair_is_refused_by_name(side, state, event):
+def test_every_other_pair_is_refused_by_name(side: str, state: StrEnum, event: StrEnum) -> None:
     table = MACHINES[side][0]
     machine = Machine(table, state)
     assert event not in machine.allowed()
@@ -80,13 +88,13 @@ def test_every_other_pair_is_refused_by_name(side, state, event):
     assert isinstance(refused.value, BadRequest)
 
 
-def test_factories_start_where_an_enrollment_starts():
+def test_factories_start_where_an_enrollment_starts() -> None:
     assert proxy_machine().state is ProxyState.IDLE
     assert engine_machine().state is EngineState.NEW
     assert engine_machine(EngineState.REVOKED).state is EngineState.REVOKED
 
 
-def test_proxy_happy_path():
+def test_proxy_happy_path() -> None:
     machine = proxy_machine()
     for event in ("send_request", "got_pending", "got_approved", "installed", "report_sent"):
         machine.fire(ProxyEvent(event))
@@ -94,14 +102,14 @@ def test_proxy_happy_path():
     assert machine.allowed() == {ProxyEvent.SEND_RENEWAL}  # an active proxy can only renew
 
 
-def test_proxy_renewal_runs_the_install_steps_again():
+def test_proxy_renewal_runs_the_install_steps_again() -> None:
     machine = proxy_machine(ProxyState.ACTIVE)
     for event in ("send_renewal", "got_approved", "installed", "report_sent", "got_activated"):
         machine.fire(ProxyEvent(event))
     assert machine.state is ProxyState.ACTIVE
 
 
-def test_engine_revoked_row_can_rejoin_only_with_a_token():
+def test_engine_revoked_row_can_rejoin_only_with_a_token() -> None:
     machine = engine_machine(EngineState.REVOKED)
     assert machine.allowed() == {EngineEvent.REQUEST_WITH_TOKEN}
     with pytest.raises(TransitionError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import given, settings
@@ -14,12 +15,15 @@ from protocol import catalogue, identity, tokens
 from protocol.catalogue import Role
 from protocol.errors import BadRequest
 
+if TYPE_CHECKING:
+    from tests.protocol.conftest import World
+
 KEY = bytes(range(32))
 CSR = b"-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n"
 MSG_ID = bytes(range(100, 116))
 
 
-def test_generated_tokens_have_the_documented_form():
+def test_generated_tokens_have_the_documented_form() -> None:
     seen = set()
     for _ in range(200):
         token = tokens.generate()
@@ -34,7 +38,7 @@ def test_generated_tokens_have_the_documented_form():
     catalogue.TOKEN_ID.check("token_id", token.id)
 
 
-def test_parse_round_trip():
+def test_parse_round_trip() -> None:
     for _ in range(50):
         token = tokens.generate()
         assert tokens.parse(str(token)) == token
@@ -61,14 +65,14 @@ def test_parse_round_trip():
     ],
     ids=repr,
 )
-def test_parse_refuses_malformed_tokens(text):
+def test_parse_refuses_malformed_tokens(text: str) -> None:
     with pytest.raises(BadRequest, match=re.escape("<id>.<secret>")):
         tokens.parse(text)
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=40))
-def test_parse_accepts_exactly_the_pattern(text):
+def test_parse_accepts_exactly_the_pattern(text: str) -> None:
     if tokens.TOKEN_PATTERN.fullmatch(text):
         assert str(tokens.parse(text)) == text
     else:
@@ -76,7 +80,7 @@ def test_parse_accepts_exactly_the_pattern(text):
             tokens.parse(text)
 
 
-def test_proof_key_is_derived_one_way_and_deterministically():
+def test_proof_key_is_derived_one_way_and_deterministically() -> None:
     token = tokens.parse("abc123.abcdefghijklmnopqrstuvwxyz")
     key = tokens.derive_proof_key(token.secret)
     assert key == tokens.derive_proof_key("abcdefghijklmnopqrstuvwxyz")
@@ -89,7 +93,7 @@ def test_proof_key_is_derived_one_way_and_deterministically():
     assert tokens.derive_proof_key("abcdefghijklmnopqrstuvwxy0") != key
 
 
-def test_proof_construction_is_the_documented_one():
+def test_proof_construction_is_the_documented_one() -> None:
     key = tokens.derive_proof_key("abcdefghijklmnopqrstuvwxyz")
     framed = b"".join(len(p).to_bytes(4, "big") + p for p in (KEY, CSR, MSG_ID))
     expected = hmac.new(key, framed, hashlib.sha256).digest()
@@ -97,12 +101,12 @@ def test_proof_construction_is_the_documented_one():
     assert len(expected) == 32
 
 
-def test_length_prefixes_keep_fields_apart():
+def test_length_prefixes_keep_fields_apart() -> None:
     key = tokens.derive_proof_key("abcdefghijklmnopqrstuvwxyz")
     assert tokens.proof(key, b"ab", b"c", MSG_ID) != tokens.proof(key, b"a", b"bc", MSG_ID)
 
 
-def test_proof_matches_only_the_exact_inputs():
+def test_proof_matches_only_the_exact_inputs() -> None:
     token = tokens.generate()
     proof = tokens.proof(token.proof_key, KEY, CSR, MSG_ID)
     assert tokens.proof_matches(token.proof_key, KEY, CSR, MSG_ID, proof)
@@ -121,7 +125,7 @@ def test_proof_matches_only_the_exact_inputs():
     field=st.sampled_from(["key", "identity_key", "csr", "msg_id"]),
     replacement=st.binary(max_size=64),
 )
-def test_proof_fails_when_any_input_differs(field, replacement):
+def test_proof_fails_when_any_input_differs(field: str, replacement: bytes) -> None:
     inputs = {"key": b"k" * 32, "identity_key": KEY, "csr": CSR, "msg_id": MSG_ID}
     proof = tokens.proof(inputs["key"], inputs["identity_key"], inputs["csr"], inputs["msg_id"])
     changed = {**inputs, field: replacement}
@@ -131,7 +135,7 @@ def test_proof_fails_when_any_input_differs(field, replacement):
     assert matches == (replacement == inputs[field])
 
 
-def test_enroll_request_carries_a_checkable_proof(world):
+def test_enroll_request_carries_a_checkable_proof(world: World) -> None:
     """End to end: the engine can check the proof a sealed enroll_request carries."""
     token = world.token
     identity_key = identity.public_raw(world.proxy)

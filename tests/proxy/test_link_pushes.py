@@ -16,6 +16,7 @@ import zmq
 from protocol import catalogue as cat
 from protocol import identity
 from protocol.catalogue import Role
+from protocol.codec import Value
 from protocol.envelope import seal
 from protocol.receive import Receiver
 from proxy_agent.link import MAX_HELD_PUSHES, EngineLink
@@ -64,7 +65,7 @@ def test_pushes_during_a_request_are_handed_over_after_it() -> None:
         address, transport.curve_to_raw(public), identity.public_raw(engine_key), proxy_key
     )
     try:
-        report = {"ok": True, "serial": "1f2e3d", "service_active": True}
+        report: dict[str, Value] = {"ok": True, "serial": "1f2e3d", "service_active": True}
         reply = link.request(
             cat.INSTALL_REPORT, report, attempt_s=10, deadline=time.monotonic() + 20
         )

@@ -9,13 +9,13 @@ CERT = {"not_before": 0, "not_after": 300 * DAY}
 PLAN = {"not_after": 300 * DAY, "due": 210 * DAY, "failures": 0, "next_try": None}
 
 
-def test_a_running_daemon_s_plan_is_shown_as_it_is():
+def test_a_running_daemon_s_plan_is_shown_as_it_is() -> None:
     plan = renewal_plan({**CERT, "renewal": PLAN}, daemon_running=True)
     assert plan == {"due": 210 * DAY, "exact": True, "failures": 0, "next_try": None}
     assert describe_renewal(plan) == "due 1970-07-30 00:00:00 UTC"
 
 
-def test_without_a_running_daemon_or_for_another_certificate_the_rule_gives_about():
+def test_without_a_running_daemon_or_for_another_certificate_the_rule_gives_about() -> None:
     stopped = renewal_plan({**CERT, "renewal": PLAN}, daemon_running=False)
     replaced = renewal_plan({**CERT, "renewal": {**PLAN, "not_after": 1}}, daemon_running=True)
     for plan in (stopped, replaced):
@@ -23,7 +23,7 @@ def test_without_a_running_daemon_or_for_another_certificate_the_rule_gives_abou
     assert describe_renewal(stopped) == "due about 1970-07-20 00:00:00 UTC"
 
 
-def test_failures_show_with_the_next_try():
+def test_failures_show_with_the_next_try() -> None:
     failing = {**PLAN, "failures": 2, "next_try": 211 * DAY}
     plan = renewal_plan({**CERT, "renewal": failing}, daemon_running=True)
     assert plan is not None
@@ -31,12 +31,12 @@ def test_failures_show_with_the_next_try():
     assert describe_renewal({**plan, "failures": 1}).startswith("failed 1 time,")
 
 
-def test_no_certificate_no_renewal():
+def test_no_certificate_no_renewal() -> None:
     assert renewal_plan({}, daemon_running=True) is None
     assert describe_renewal(None) == "-"
 
 
-def test_each_step_s_fix_fits_where_the_proxy_stands():
+def test_each_step_s_fix_fits_where_the_proxy_stands() -> None:
     assert fix_for("report", enrolled=True, fqdn="p.example") == RENEW
     assert fix_for("report", enrolled=False, fqdn="p.example") == JOIN
     assert fix_for("join", enrolled=True, fqdn="p.example") == JOIN
@@ -47,6 +47,6 @@ def test_each_step_s_fix_fits_where_the_proxy_stands():
     )
 
 
-def test_steps_are_listed_in_the_order_they_run():
-    errors = {"zzz": {}, "report": {}, "link": {}, "restart": {}}
+def test_steps_are_listed_in_the_order_they_run() -> None:
+    errors: dict[str, dict[str, object]] = {"zzz": {}, "report": {}, "link": {}, "restart": {}}
     assert ordered_steps(errors) == ["link", "restart", "report", "zzz"]

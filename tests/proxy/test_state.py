@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 from proxy_agent import state
 
 
-def test_an_error_is_kept_with_its_time_beside_the_other_facts(tmp_path):
+def test_an_error_is_kept_with_its_time_beside_the_other_facts(tmp_path: Path) -> None:
     path = tmp_path / "proxy-state.json"
     state.save(path, serial="ab")
     state.record_error(path, "restart", "the service did not start")
@@ -22,7 +23,7 @@ def test_an_error_is_kept_with_its_time_beside_the_other_facts(tmp_path):
     assert set(state.load(path)["errors"]) == {"report"}
 
 
-def test_clearing_what_is_not_there_writes_nothing(tmp_path):
+def test_clearing_what_is_not_there_writes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "proxy-state.json"
     state.clear_error(path, "link")
     assert not path.exists()  # a first join that works leaves no file behind before install
@@ -32,7 +33,7 @@ def test_clearing_what_is_not_there_writes_nothing(tmp_path):
     assert path.stat().st_mtime_ns == before
 
 
-def test_only_an_install_makes_a_host_joined(tmp_path):
+def test_only_an_install_makes_a_host_joined(tmp_path: Path) -> None:
     path = tmp_path / "proxy-state.json"
     assert not state.joined(path)
     state.record_error(path, "link", "no handshake")

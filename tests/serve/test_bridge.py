@@ -148,7 +148,8 @@ def test_binary_subprotocol_is_accepted_when_offered_and_none_otherwise(
         async with connect_to(serve_host, ticket, subprotocols=offer) as ws:
             await ws.send(b"ping")
             assert await ws.recv() == b"ping"
-            return ws.subprotocol
+            subprotocol: str | None = ws.subprotocol
+            return subprotocol
 
     assert run(negotiated(["binary"])) == "binary"
     assert run(negotiated(["base64", "binary"])) == "binary"

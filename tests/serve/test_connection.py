@@ -52,7 +52,8 @@ def taking(after: int, taken: list[bytes]) -> Callable[[bytes], bool]:
 
 def test_a_binary_frame_is_taken_as_it_is_parsed_and_not_queued() -> None:
     async def main() -> None:
-        connection, taken = opened(), []
+        connection = opened()
+        taken: list[bytes] = []
         connection.take_frame = taking(0, taken)
         connection.process_event(Frame(Opcode.BINARY, b"keys"))
         assert taken == [b"keys"]
@@ -63,7 +64,8 @@ def test_a_binary_frame_is_taken_as_it_is_parsed_and_not_queued() -> None:
 
 def test_frames_after_a_queued_one_queue_behind_it() -> None:
     async def main() -> None:
-        connection, taken = opened(), []
+        connection = opened()
+        taken: list[bytes] = []
         connection.take_frame = taking(1, taken)
         connection.process_event(Frame(Opcode.BINARY, b"first"))  # refused: queued
         connection.process_event(Frame(Opcode.BINARY, b"second"))  # would be taken: not offered
@@ -76,7 +78,8 @@ def test_frames_after_a_queued_one_queue_behind_it() -> None:
 
 def test_text_and_fragmented_messages_are_never_offered() -> None:
     async def main() -> None:
-        connection, taken = opened(), []
+        connection = opened()
+        taken: list[bytes] = []
         connection.take_frame = taking(0, taken)
         connection.process_event(Frame(Opcode.TEXT, b"hello"))
         assert await connection.recv() == "hello"

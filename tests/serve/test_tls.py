@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+from typing import Any
 
 import pytest
 from websockets.exceptions import InvalidStatus
@@ -15,7 +16,7 @@ TLS12 = ssl.TLSVersion.TLSv1_2
 TLS13 = ssl.TLSVersion.TLSv1_3
 
 
-async def _echoes(host: ServeHost, echo: Echo, **kwargs: object) -> bytes:
+async def _echoes(host: ServeHost, echo: Echo, **kwargs: Any) -> bytes:
     async with connect_to(host, host.pki.ticket("127.0.0.1", echo.port), **kwargs) as ws:
         await ws.send(b"console bytes")
         return bytes(await ws.recv())
