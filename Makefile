@@ -22,7 +22,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff format --check .
 
 typecheck: $(BIN)/.installed
-	$(BIN)/mypy protocol engine_agent proxy_agent wsproxy_agent console_proxy bench
+	$(BIN)/mypy protocol engine_agent proxy_agent wsproxy_agent console_proxy bench tests
 
 unit: $(BIN)/.installed
 	$(BIN)/pytest -q $(PYTEST_ARGS)
