@@ -40,7 +40,6 @@ def daemon() -> Iterator[EngineDaemon]:
     with host_pair(short_tempdir()) as h:
         h.engine_init()
         engine = EngineDaemon(EngineSettings.load(h.engine))
-        engine.proxies = enrolled(engine.registry, 3)  # type: ignore[attr-defined]
         ctx: zmq.Context[Any] = zmq.Context()
         engine.sock = ctx.socket(zmq.ROUTER)  # replies to unknown routes fail, as they may
         engine.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)

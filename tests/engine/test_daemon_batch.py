@@ -11,15 +11,22 @@ import sqlite3
 import time
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from engine_agent.daemon import Accepted, Arrived, EngineDaemon
 from protocol import catalogue as cat
 from protocol.envelope import seal
+from tests.engine.conftest import enrolled
 from tests.support.fleet import HEALTHY
 
 
-def heartbeat(engine: EngineDaemon, n: int) -> Arrived:
-    key = engine.proxies[n]  # type: ignore[attr-defined]
+@pytest.fixture
+def keys(daemon: EngineDaemon) -> list[Ed25519PrivateKey]:
+    """Three enrolled proxies' identity keys."""
+    return enrolled(daemon.registry, 3)
+
+
+def heartbeat(engine: EngineDaemon, key: Ed25519PrivateKey, n: int) -> Arrived:
     sealed = seal(
         key,
         cat.HEARTBEAT,
@@ -39,10 +46,10 @@ def ids_on_disk(engine: EngineDaemon) -> set[bytes]:
 
 
 def test_every_accepted_id_is_on_disk_before_any_message_takes_effect(
-    daemon: EngineDaemon, monkeypatch: pytest.MonkeyPatch
+    daemon: EngineDaemon, keys: list[Ed25519PrivateKey], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first, second = heartbeat(daemon, 0), heartbeat(daemon, 1)
-    forged = heartbeat(daemon, 2)
+    first, second = heartbeat(daemon, keys[0], 0), heartbeat(daemon, keys[1], 1)
+    forged = heartbeat(daemon, keys[2], 2)
     forged.body[1] = bytes(64)  # a signature that does not verify
     acted: list[tuple[bytes, set[bytes]]] = []
     act = daemon._act
