@@ -554,9 +554,19 @@ below it, and 1.05 ms above it. With a worker per core, three runs on 2026-12-07
 against 0.60 ms, 0.66 against 0.79 ms, and 1.07 against 0.78 ms; with the callbacks, three
 more that day gave 0.69 against 0.60 ms, 0.58 against 0.69 ms and 0.65 against 0.59 ms, so
 the scenario now takes five runs a side rather than three; two such on 2026-12-07 gave 0.540
-against 0.528 ms and (a fresh clone's full `make bench`) 0.618 against 0.75 ms. The medians
-of the two proxies now lie within the spread between runs of either, the verdict falling
-either way by less than that spread; the p99 has been ours in every run since the workers.
+against 0.528 ms and (a fresh clone's full `make bench`) 0.618 against 0.75 ms. Later that
+day a fresh clone's full run, with the hypervisor taking 9 % of the machine during this
+scenario, gave 1.17 against 1.66 ms (and one console's download 0.82 of websockify's); this
+section's own run, at 1 %, is the one above. The medians of the two proxies lie within the
+spread between runs of either, the verdict falling either way by less than that spread; the
+p99 has been ours in every run since the workers. One console measured apart (2026-12-07,
+four interleaved runs of 3,000 round trips) shows what separates them: ours spent 222 to
+247 µs of the proxy's CPU per round trip and added 0.32 ms, websockify 203 to 228 µs and
+0.28 ms. Of that, asyncio's TLS layer in Python is the part a rewrite could take: a TLS echo
+reading and writing an ``SSLSocket`` from ``add_reader`` callbacks answered 25 µs sooner per
+round trip than the same echo through asyncio's ``sslproto`` (one read and one write, as a
+console's round trip costs the proxy), about 4 % of the added round trip here, less than the
+spread between runs, so the standard library's TLS layer stays.
 
 Both used {cipher}, with the same certificate and key.
 """
