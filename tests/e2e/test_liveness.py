@@ -6,11 +6,9 @@ import json
 import re
 import signal
 
-from engine_agent.registry import Registry
 from protocol import identity
-from protocol.states import EngineEvent
 from tests.e2e.conftest import PROXY_FQDN, Hosts, joined, wait_for
-from wsproxy_agent.paths import HostPaths
+from tests.support.fleet import enter_as_enrolled
 
 SILENT_FQDN = "silent.e2e.test"
 
@@ -39,25 +37,7 @@ def test_status_live_shows_who_answers(running: Hosts) -> None:
 
 def enroll_silent_proxy(h: Hosts) -> None:
     """A second enrolled proxy that never connects: asking everyone waits for it in vain."""
-    key = identity.generate()
-    registry = Registry(HostPaths.under(h.engine).registry)
-    try:
-        with registry.transaction() as db:
-            registry.transition_within(
-                db,
-                SILENT_FQDN,
-                EngineEvent.REQUEST_WITH_TOKEN,
-                actor="test",
-                why="a proxy that is off",
-                fingerprint=identity.fingerprint(key),
-                identity_key=identity.public_raw(key),
-                port=6100,
-                activate=0,
-            )
-            for event in (EngineEvent.REPORT_OK, EngineEvent.SKIP_ACTIVATION):
-                registry.transition_within(db, SILENT_FQDN, event, actor="test", why="off")
-    finally:
-        registry.close()
+    enter_as_enrolled(h.engine, [(SILENT_FQDN, identity.generate())], "test")
 
 
 def test_status_live_asks_one_proxy_and_times_its_answer(running: Hosts) -> None:

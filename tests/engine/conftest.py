@@ -8,31 +8,10 @@ from typing import Any
 
 import pytest
 import zmq
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from engine_agent.daemon import EngineDaemon
-from engine_agent.registry import Registry
 from engine_agent.settings import EngineSettings
-from protocol import identity
-from protocol.states import EngineEvent
 from tests.e2e.conftest import host_pair, short_tempdir
-
-
-def enrolled(registry: Registry, count: int) -> list[Ed25519PrivateKey]:
-    keys = [identity.generate() for _ in range(count)]
-    for n, key in enumerate(keys):
-        fqdn = f"p{n}.example"
-        registry.transition(
-            fqdn,
-            EngineEvent.REQUEST_WITH_TOKEN,
-            actor="test",
-            why="test",
-            fingerprint=identity.fingerprint(key),
-            identity_key=identity.public_raw(key),
-            port=6100,
-            activate=0,
-        )
-    return keys
 
 
 @pytest.fixture

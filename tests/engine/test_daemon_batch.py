@@ -15,15 +15,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from engine_agent.daemon import Accepted, Arrived, EngineDaemon
 from protocol import catalogue as cat
+from protocol import identity
 from protocol.envelope import seal
-from tests.engine.conftest import enrolled
-from tests.support.fleet import HEALTHY
+from tests.support.fleet import HEALTHY, enter_as_enrolled
 
 
 @pytest.fixture
 def keys(daemon: EngineDaemon) -> list[Ed25519PrivateKey]:
     """Three enrolled proxies' identity keys."""
-    return enrolled(daemon.registry, 3)
+    keys = [identity.generate() for _ in range(3)]
+    enter_as_enrolled(daemon.paths.root, [(f"p{n}.example", k) for n, k in enumerate(keys)], "test")
+    return keys
 
 
 def heartbeat(engine: EngineDaemon, key: Ed25519PrivateKey, n: int) -> Arrived:
