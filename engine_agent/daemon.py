@@ -49,7 +49,7 @@ DRAIN_MAX = 64
 # each costs more than the message (a poll, a transaction, caches gone cold while other
 # processes ran), and taken together they cost less. Not while messages wait (a full batch)
 # or an operator does (a control request, a live query, a rotation), nor after an idle
-# spell: then it costs no latency.
+# spell: then it costs no latency. An operator's request arriving meanwhile cuts it short.
 COALESCE_S = 0.05
 REBIND_S = 5.0
 
@@ -224,8 +224,8 @@ class EngineDaemon:
         poller = zmq.Poller()
         poller.register(self.sock, zmq.POLLIN)
         poller.register(control, zmq.POLLIN)
-        operator = zmq.Poller()  # what cuts the settling short
-        operator.register(control, zmq.POLLIN)
+        control_only = zmq.Poller()  # what cuts the settling short
+        control_only.register(control, zmq.POLLIN)
         systemd = sdnotify.Notifier.from_environ()
         systemd.ready(f"listening on {self.settings.listen}")
         next_housekeeping = 0.0
@@ -234,7 +234,7 @@ class EngineDaemon:
         try:
             while not self._stop.is_set():
                 systemd.keepalive()
-                self._settle(operator, settle_until)
+                self._settle(control_only, settle_until)
                 ready = poller.poll(POLL_MS)
                 woke = time.monotonic()
                 settle_until = woke + self._turn(ready, poller, control, ctx)
@@ -254,14 +254,14 @@ class EngineDaemon:
             self.registry.close()
             self.seen_store.close()
 
-    def _settle(self, operator: zmq.Poller, until: float) -> None:
+    def _settle(self, control_only: zmq.Poller, until: float) -> None:
         """Wait until ``until`` for proxies' messages to gather, but no longer than an
         operator's request takes to arrive: under a fleet's heartbeats the loop is nearly
         always settling, and ``status`` would wait out the rest of it (17 ms at the median
         with 200 heartbeats a second, against 0.6 ms on a quiet engine)."""
         left_ms = (until - time.monotonic()) * 1000
         if left_ms > 0 and not self._stop.is_set():
-            operator.poll(max(1, round(left_ms)))
+            control_only.poll(max(1, round(left_ms)))
 
     def _turn(
         self,
