@@ -253,6 +253,13 @@ def log_events(log: str, name: str) -> list[dict[str, object]]:
     return found
 
 
+def log_number(value: object) -> float:
+    """A log record's field that must be a JSON number (int() or float() would also take the
+    string "12", and the test would not see the log change)."""
+    assert isinstance(value, int | float) and not isinstance(value, bool), value
+    return value
+
+
 def wait_for(predicate: Callable[[], object], what: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 
-from tests.e2e.conftest import Hosts, wait_for
+from tests.e2e.conftest import Hosts, log_events, log_number, wait_for
 from tests.twohosts.netns import Link
 from wsproxy_agent.transport import HEARTBEAT_MS, RECONNECT_MAX_MS
 
 OUTAGE_S = 60
-
-
-def _events(log: str, name: str) -> list[dict[str, object]]:
-    out = []
-    for line in log.splitlines():
-        if f'"{name}"' in line:
-            out.append(json.loads(line))
-    return out
 
 
 def _engine_status(h: Hosts) -> str:
@@ -31,7 +22,7 @@ def test_link_down_for_a_minute_then_back(two_running: tuple[Hosts, Link]) -> No
     joined = h.join(h.token())
     assert joined.returncode == 0, joined.stdout + joined.stderr
     h.start_proxy()
-    wait_for(lambda: _events(h.proxy_log(), "engine_link_up"), "the proxy's link")
+    wait_for(lambda: log_events(h.proxy_log(), "engine_link_up"), "the proxy's link")
     wait_for(lambda: "STALE" not in _engine_status(h), "a first heartbeat")
     [before] = h.registry()
     audit_before = len(h.audit())
@@ -42,7 +33,7 @@ def test_link_down_for_a_minute_then_back(two_running: tuple[Hosts, Link]) -> No
     cut = time.monotonic()
     # The engine notices missed heartbeats; the proxy notices the dead link (ZMTP heartbeats).
     wait_for(lambda: "STALE" in _engine_status(h), "the engine to mark the proxy stale", 30)
-    wait_for(lambda: _events(h.proxy_log(), "engine_link_lost"), "the proxy to see the loss", 40)
+    wait_for(lambda: log_events(h.proxy_log(), "engine_link_lost"), "the proxy to see the loss", 40)
     during = h.cli(h.proxy, "status")
     assert "DOWN since" in during.stdout and during.returncode == 1
     assert "unreachable since" in during.stdout + during.stderr
@@ -51,21 +42,23 @@ def test_link_down_for_a_minute_then_back(two_running: tuple[Hosts, Link]) -> No
     link.up()
     healed = time.monotonic()
     wait_for(
-        lambda: _events(h.proxy_log(), "engine_link_restored"),
+        lambda: log_events(h.proxy_log(), "engine_link_restored"),
         "the proxy to reconnect",
         RECONNECT_MAX_MS[1] / 1000 * 1.5 + 15,
     )
     reconnect_s = time.monotonic() - healed
-    [restored] = _events(h.proxy_log(), "engine_link_restored")
+    [restored] = log_events(h.proxy_log(), "engine_link_restored")
     # The proxy counts the gap from when ZMTP heartbeats declared the link dead.
     detect_s = HEARTBEAT_MS * 3 / 1000
-    assert OUTAGE_S - detect_s - 5 <= int(restored["gap_s"]) <= OUTAGE_S + 20  # type: ignore[call-overload]
+    assert OUTAGE_S - detect_s - 5 <= log_number(restored["gap_s"]) <= OUTAGE_S + 20
     # Back within one capped backoff step (plus libzmq's jitter and the poll), not minutes.
     assert reconnect_s <= RECONNECT_MAX_MS[1] / 1000 * 1.1 + 5, reconnect_s
     wait_for(lambda: "STALE" not in _engine_status(h), "the engine to hear it again", 20)
 
     # The retries backed off: growing delays up to a cap.
-    delays = [int(e["in_ms"]) for e in _events(h.proxy_log(), "engine_reconnect_scheduled")]  # type: ignore[call-overload]
+    delays = [
+        log_number(e["in_ms"]) for e in log_events(h.proxy_log(), "engine_reconnect_scheduled")
+    ]
     assert len(delays) >= 3, delays
     assert max(delays) > 2 * min(delays), delays
     assert max(delays) <= RECONNECT_MAX_MS[1], delays
