@@ -5,7 +5,6 @@ ahead of frames already queued, and never a text or fragmented message
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 from websockets.asyncio.connection import Connection
 from websockets.datastructures import Headers
@@ -40,21 +39,23 @@ def opened() -> ConsoleConnection:
     return connection
 
 
-def taking(after: int, taken: list[bytes]) -> Callable[[bytes], bool]:
-    """A console that refuses the first ``after`` frames offered (it pushes back), then takes."""
+def taking(after: int) -> tuple[ConsoleConnection, list[bytes]]:
+    """An opened connection whose console refuses the first ``after`` frames offered (it
+    pushes back), then takes; and the frames offered so far."""
+    connection = opened()
+    taken: list[bytes] = []
 
     def take(data: bytes) -> bool:
         taken.append(data)
         return len(taken) > after
 
-    return take
+    connection.take_frame = take
+    return connection, taken
 
 
 def test_a_binary_frame_is_taken_as_it_is_parsed_and_not_queued() -> None:
     async def main() -> None:
-        connection = opened()
-        taken: list[bytes] = []
-        connection.take_frame = taking(0, taken)
+        connection, taken = taking(0)
         connection.process_event(Frame(Opcode.BINARY, b"keys"))
         assert taken == [b"keys"]
         assert len(connection.recv_messages.frames) == 0
@@ -64,9 +65,7 @@ def test_a_binary_frame_is_taken_as_it_is_parsed_and_not_queued() -> None:
 
 def test_frames_after_a_queued_one_queue_behind_it() -> None:
     async def main() -> None:
-        connection = opened()
-        taken: list[bytes] = []
-        connection.take_frame = taking(1, taken)
+        connection, taken = taking(1)
         connection.process_event(Frame(Opcode.BINARY, b"first"))  # refused: queued
         connection.process_event(Frame(Opcode.BINARY, b"second"))  # would be taken: not offered
         assert taken == [b"first"]
@@ -78,9 +77,7 @@ def test_frames_after_a_queued_one_queue_behind_it() -> None:
 
 def test_text_and_fragmented_messages_are_never_offered() -> None:
     async def main() -> None:
-        connection = opened()
-        taken: list[bytes] = []
-        connection.take_frame = taking(0, taken)
+        connection, taken = taking(0)
         connection.process_event(Frame(Opcode.TEXT, b"hello"))
         assert await connection.recv() == "hello"
         connection.process_event(Frame(Opcode.BINARY, b"frag", fin=False))
