@@ -82,13 +82,9 @@ class StandinEngine:
 def _unverified(payload: bytes) -> Message:
     header = codec.decode(payload)
     assert isinstance(header, dict)
-    return Message(
-        version=header["v"],  # type: ignore[arg-type]
-        type=header["type"],  # type: ignore[arg-type]
-        id=header["id"],  # type: ignore[arg-type]
-        re=header["re"],  # type: ignore[arg-type]
-        ts=header["ts"],  # type: ignore[arg-type]
-        sender=header["from"],  # type: ignore[arg-type]
-        recipient=header["to"],  # type: ignore[arg-type]
-        body=header["body"],  # type: ignore[arg-type]
-    )
+    version, msg_type, msg_id, re = header["v"], header["type"], header["id"], header["re"]
+    ts, sender, recipient, body = header["ts"], header["from"], header["to"], header["body"]
+    assert isinstance(version, int) and isinstance(ts, int) and isinstance(body, dict)
+    assert isinstance(msg_type, str) and isinstance(sender, str) and isinstance(recipient, str)
+    assert isinstance(msg_id, bytes) and (re is None or isinstance(re, bytes))
+    return Message(version, msg_type, msg_id, re, ts, sender, recipient, body)

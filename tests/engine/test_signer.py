@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from engine_agent import pki
@@ -348,6 +348,7 @@ def test_ovirt_signer_refuses_a_certificate_without_names(
         issued_at = ovirt.ovirt_issued_cert(PROXY)
         issued = x509.load_pem_x509_certificate(issued_at.read_bytes())
         ca_key = serialization.load_pem_private_key(ovirt.ca_key.read_bytes(), password=None)
+        assert isinstance(ca_key, rsa.RSAPrivateKey)
         bare = (
             x509.CertificateBuilder()
             .subject_name(issued.subject)
@@ -356,7 +357,7 @@ def test_ovirt_signer_refuses_a_certificate_without_names(
             .serial_number(issued.serial_number + 1)
             .not_valid_before(issued.not_valid_before_utc)
             .not_valid_after(issued.not_valid_after_utc)
-            .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+            .sign(ca_key, hashes.SHA256())
         )
         issued_at.write_bytes(bare.public_bytes(serialization.Encoding.PEM))
         return done

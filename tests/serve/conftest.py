@@ -13,11 +13,11 @@ import ssl
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from cryptography import x509
@@ -32,6 +32,8 @@ from tests.e2e.conftest import log_events, wait_for
 from wsproxy_agent.demo import free_port
 from wsproxy_agent.files import NewFile, write_all_atomic
 from wsproxy_agent.paths import HostPaths
+
+T = TypeVar("T")
 
 PROXY_FQDN = "proxy.serve.test"
 ENGINE_FQDN = "engine.serve.test"
@@ -222,7 +224,7 @@ def client_tls(pki: Pki, **versions: ssl.TLSVersion) -> ssl.SSLContext:
     return context
 
 
-def connect_to(host: ServeHost, ticket: str, *, plain: bool = False, **kwargs: Any) -> Any:
+def connect_to(host: ServeHost, ticket: str, *, plain: bool = False, **kwargs: Any) -> connect:
     """A websocket client for ``ticket``: wss trusting the engine CA, or ws when ``plain``."""
     if not plain:
         kwargs.setdefault("ssl", client_tls(host.pki))
@@ -230,6 +232,13 @@ def connect_to(host: ServeHost, ticket: str, *, plain: bool = False, **kwargs: A
     kwargs.setdefault("open_timeout", 20)
     kwargs.setdefault("max_size", None)
     return connect(host.url(ticket, "ws" if plain else "wss"), **kwargs)
+
+
+async def binary(ws: ClientConnection, timeout: float = 30) -> bytes:
+    """The next message, which a console carries in binary frames: a text one fails the test."""
+    data = await asyncio.wait_for(ws.recv(), timeout)
+    assert isinstance(data, bytes), f"a text message where a console sends binary: {data[:80]!r}"
+    return data
 
 
 def peer_serial(ws: ClientConnection) -> int:
@@ -286,5 +295,5 @@ def echo() -> Iterator[Echo]:
     server.close()
 
 
-def run(coro: Any) -> Any:
+def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)

@@ -9,11 +9,12 @@ import ssl
 import time
 
 import pytest
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
 from tests.e2e.conftest import wait_for
-from tests.serve.conftest import Echo, ServeHost, connect_to, run
+from tests.serve.conftest import Echo, ServeHost, binary, connect_to, run
 
 
 def test_a_console_carries_bytes_both_ways(serve_host: ServeHost) -> None:
@@ -62,7 +63,7 @@ def test_large_payloads_arrive_whole_and_in_order(serve_host: ServeHost, echo: E
             async def receive() -> None:
                 count = 0
                 while count < sum(sizes):
-                    data = await asyncio.wait_for(ws.recv(), 30)
+                    data = await binary(ws)
                     received.update(data)
                     count += len(data)
 
@@ -206,7 +207,7 @@ def test_ssl_target_reaches_a_tls_target(serve_host: ServeHost) -> None:
             ticket = serve_host.pki.ticket("127.0.0.1", target.port, ssl_target=ssl_target)
             async with connect_to(serve_host, ticket) as ws:
                 await ws.send(b"over tls")
-                return bytes(await asyncio.wait_for(ws.recv(), 20))
+                return await binary(ws, 20)
 
         assert run(console(True)) == b"over tls"
         (opened,) = serve_host.events("console_opened")
@@ -215,10 +216,10 @@ def test_ssl_target_reaches_a_tls_target(serve_host: ServeHost) -> None:
         target.close()
 
 
-async def _recv_exactly(ws: object, size: int) -> bytes:
+async def _recv_exactly(ws: ClientConnection, size: int) -> bytes:
     """Bytes from the proxy until ``size``: TCP does not keep the client's message bounds."""
     data = b""
     deadline = time.monotonic() + 30
     while len(data) < size:
-        data += await asyncio.wait_for(ws.recv(), max(0.1, deadline - time.monotonic()))  # type: ignore[attr-defined]
+        data += await binary(ws, max(0.1, deadline - time.monotonic()))
     return data

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.serve.conftest import ServeHost, connect_to, run
+from tests.serve.conftest import ServeHost, binary, connect_to, run
 
 MIB = 1024 * 1024
 TOTAL = 24 * MIB
@@ -114,7 +114,7 @@ def test_the_target_s_bytes_reach_a_halting_browser_in_order(started: ServeHost)
             received, count, since_pause = hashlib.sha256(), 0, 0
             async with connect_to(started, started.pki.ticket("127.0.0.1", target.port)) as ws:
                 while count < TOTAL:
-                    data = await asyncio.wait_for(ws.recv(), 30)
+                    data = await binary(ws)
                     received.update(data)
                     count += len(data)
                     since_pause += len(data)

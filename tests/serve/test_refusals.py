@@ -14,7 +14,7 @@ from websockets.frames import CloseCode
 
 from protocol.ticket import MAX_TICKET_BYTES
 from tests.e2e.conftest import wait_for
-from tests.serve.conftest import Echo, Pki, ServeHost, connect_to, run
+from tests.serve.conftest import Echo, Pki, ServeHost, binary, connect_to, run
 from wsproxy_agent.demo import free_port
 
 
@@ -107,7 +107,7 @@ def test_every_refusal_is_logged_once_and_serving_goes_on(started: ServeHost, ec
     async def good() -> bytes:
         async with connect_to(started, started.pki.ticket("127.0.0.1", echo.port)) as ws:
             await ws.send(b"still serving")
-            return bytes(await ws.recv())
+            return await binary(ws)
 
     assert run(good()) == b"still serving"
     assert "Traceback" not in started.log()

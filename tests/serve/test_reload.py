@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from websockets.exceptions import ConnectionClosed
 
 from tests.e2e.conftest import wait_for
-from tests.serve.conftest import Echo, ServeHost, connect_to, peer_serial, run
+from tests.serve.conftest import Echo, ServeHost, binary, connect_to, peer_serial, run
 from tests.support.selfsigned import self_signed_pem
 
 
@@ -98,7 +98,7 @@ def test_a_new_engine_certificate_is_trusted_for_tickets_from_then_on(
     async def with_ticket(ticket: str) -> bytes:
         async with connect_to(serve_host, ticket) as ws:
             await ws.send(b"x")
-            return bytes(await ws.recv())
+            return await binary(ws)
 
     assert run(with_ticket(serve_host.pki.ticket("127.0.0.1", echo.port, key=new_key))) == b"x"
     with pytest.raises(ConnectionClosed) as closed:

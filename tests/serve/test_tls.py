@@ -10,7 +10,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from tests.e2e.conftest import wait_for
-from tests.serve.conftest import Echo, ServeHost, client_tls, connect_to, run
+from tests.serve.conftest import Echo, ServeHost, binary, client_tls, connect_to, run
 
 TLS12 = ssl.TLSVersion.TLSv1_2
 TLS13 = ssl.TLSVersion.TLSv1_3
@@ -19,7 +19,7 @@ TLS13 = ssl.TLSVersion.TLSv1_3
 async def _echoes(host: ServeHost, echo: Echo, **kwargs: Any) -> bytes:
     async with connect_to(host, host.pki.ticket("127.0.0.1", echo.port), **kwargs) as ws:
         await ws.send(b"console bytes")
-        return bytes(await ws.recv())
+        return await binary(ws)
 
 
 def test_ssl_only_refuses_plain_ws_with_403_and_one_line(serve_host: ServeHost, echo: Echo) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
@@ -51,7 +52,7 @@ def alive(pid: int) -> bool:
         return False
 
 
-async def echoes(ws: Any, data: bytes) -> None:
+async def echoes(ws: ClientConnection, data: bytes) -> None:
     await ws.send(data)
     assert await ws.recv() == data
 
@@ -114,7 +115,7 @@ def test_sigterm_closes_the_consoles_of_every_worker_and_exits_0(
         proc = serve_host.proc
         listener.wait_for("READY", timeout=30)
 
-        async def consoles_during_sigterm() -> tuple[list[BaseException], float]:
+        async def consoles_during_sigterm() -> tuple[list[str | bytes | BaseException], float]:
             opened = []
             # Until both workers hold one: the kernel picks the socket, not the client.
             while len(by_worker(serve_host, "console_opened")) < 2:
