@@ -5,7 +5,8 @@ from pathlib import Path
 from typing import Any
 
 from wsproxy_agent import control
-from wsproxy_agent.status_report import answer_for_control, gather, problem, render
+from wsproxy_agent.paths import HostPaths
+from wsproxy_agent.status_report import answer_for_control, gather, not_set_up, problem, render
 
 
 def test_each_problem_is_shown_with_the_command_that_fixes_it() -> None:
@@ -22,6 +23,12 @@ def test_each_problem_is_shown_with_the_command_that_fixes_it() -> None:
         "needs attention:\n  - The proxy daemon is not running.\n    fix: systemctl start x" in text
     )
     assert render({**report, "problems": []}).endswith("healthy")
+
+
+def test_a_host_with_no_agent_says_so_in_words(tmp_path: Path) -> None:
+    text = render(not_set_up(HostPaths.under(tmp_path)))
+    assert text.startswith("no agent set up\n")
+    assert "fix: wsproxy-agent engine init" in text
 
 
 class Log:

@@ -19,6 +19,8 @@ from wsproxy_agent import control
 from wsproxy_agent.paths import HostPaths
 
 Report = dict[str, Any]
+# The role of a host where neither agent is set up.
+NO_ROLE = "none"
 
 
 def gather(control_path: Path, build: Callable[[dict[str, Any] | None], Report]) -> Report:
@@ -48,7 +50,7 @@ def answer_for_control(build: Callable[[], Report], log: Any) -> dict[str, Any]:
 
 def not_set_up(paths: HostPaths) -> dict[str, Any]:
     return {
-        "role": "none",
+        "role": NO_ROLE,
         "facts": {"root": str(paths.root)},
         "sections": {},
         "problems": [
@@ -71,7 +73,8 @@ def when(ts: int | None) -> str:
 
 
 def render(report: dict[str, Any]) -> str:
-    lines = [f"{report['role']} agent"]
+    role = report["role"]
+    lines = ["no agent set up" if role == NO_ROLE else f"{role} agent"]
     width = max((len(k) for k in report["facts"]), default=0)
     lines += [f"  {label:<{width}}  {value}" for label, value in report["facts"].items()]
     for title, entries in report["sections"].items():
