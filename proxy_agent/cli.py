@@ -216,4 +216,5 @@ def proxy_serve(ctx: click.Context, workers: int) -> None:
     from console_proxy.settings import ServeSettings
 
     settings = ServeSettings.load(root_of(ctx))
+    server.keep_freed_blocks()
     ctx.exit(server.run(settings) if workers == 1 else worker_processes.run(settings, workers))
