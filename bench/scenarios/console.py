@@ -515,7 +515,14 @@ drain. Two changes cut that: console_proxy/target.py reads the target as an asyn
 that hands on the bytes as they were read (13 % less CPU per GB), and the browser's side may
 hold 512 KiB before the sender waits, not websockets' default 32 KiB, less than one message
 (2.53 to 2.19 s per GB in an A/B run). In two full runs of three on 2026-11-22 ours then
-spent about what websockify did per GB (2.19 against 2.28 s, 2.43 against 2.48 s). What is left is asyncio's TLS, which encrypts into a memory
+spent about what websockify did per GB (2.19 against 2.28 s, 2.43 against 2.48 s). One
+console's download still ran in one of two modes, 1.8 to 2.0 or 3.2 to 3.8 s of the proxy's
+CPU per GB, and the one-console ratio swung between 0.82 and 1.31 over the runs of
+2026-12-07: the slow mode took 37,000 minor page faults per 96 MiB carried against a few
+hundred, glibc handing back the pages of each freed 256 KiB block and faulting them in again
+at the next read (its dynamic thresholds, in some heap layouts). proxy serve now fixes those
+thresholds before it serves (wsproxy_agent/memtrim.py), and each of 36 downloads measured
+apart ran in the fast mode. What is left is asyncio's TLS, which encrypts into a memory
 BIO in Python (``SSLObject.write``, ``_process_outgoing``) where websockify's ``SSLSocket.send``
 encrypts straight into the socket, and websockets' framing, a copy per message. Uploading,
 websockify loses what it gains there: it reads the client 4 KiB at a time, appending each
