@@ -522,7 +522,9 @@ CPU per GB, and the one-console ratio swung between 0.82 and 1.31 over the runs 
 hundred, glibc handing back the pages of each freed 256 KiB block and faulting them in again
 at the next read (its dynamic thresholds, in some heap layouts). proxy serve now fixes those
 thresholds before it serves (wsproxy_agent/memtrim.py), and each of 36 downloads measured
-apart ran in the fast mode. What is left is asyncio's TLS, which encrypts into a memory
+apart ran in the fast mode. Uploads had taken the faults every time (39,000 per 96 MiB in 12
+of 12 measured apart without the thresholds, 2.9 to 4.4 s per GB); with them, 1.8 to 2.6 s
+and about a third more MB/s, interleaved in the same set-up. What is left is asyncio's TLS, which encrypts into a memory
 BIO in Python (``SSLObject.write``, ``_process_outgoing``) where websockify's ``SSLSocket.send``
 encrypts straight into the socket, and websockets' framing, a copy per message. Uploading,
 websockify loses what it gains there: it reads the client 4 KiB at a time, appending each
@@ -563,8 +565,10 @@ more that day gave 0.69 against 0.60 ms, 0.58 against 0.69 ms and 0.65 against 0
 the scenario now takes five runs a side rather than three; two such on 2026-12-07 gave 0.540
 against 0.528 ms and (a fresh clone's full `make bench`) 0.618 against 0.75 ms. Later that
 day a fresh clone's full run, with the hypervisor taking 9 % of the machine during this
-scenario, gave 1.17 against 1.66 ms (and one console's download 0.82 of websockify's); this
-section's own run, at 1 %, is the one above. The medians of the two proxies lie within the
+scenario, gave 1.17 against 1.66 ms (and one console's download 0.82 of websockify's);
+this scenario alone, re-run three times at 0 to 1 %, gave 0.653 against 0.69 ms, 0.568
+against 0.594 ms and 0.609 against 0.640 ms. This section's run, a fresh clone's full
+`make bench` with the heap kept (above), is the one at the top. The medians of the two proxies lie within the
 spread between runs of either, the verdict falling either way by less than that spread; the
 p99 has been ours in every run since the workers. One console measured apart (2026-12-07,
 four interleaved runs of 3,000 round trips) shows what separates them: ours spent 222 to
