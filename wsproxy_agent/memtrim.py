@@ -19,7 +19,7 @@ import ctypes
 import functools
 import os
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 # Messages handled since the last trim before a quiet moment is worth one. A trim costs a
 # millisecond or two of walking the heap, the pages it returns are faulted back in on reuse,
@@ -92,23 +92,22 @@ def resident_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-@functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except AttributeError:
-        return None
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
-    return trim
+    return _libc("malloc_trim", ctypes.c_size_t)
+
+
+def _mallopt() -> Callable[[int, int], int] | None:
+    return _libc("mallopt", ctypes.c_int, ctypes.c_int)
 
 
 @functools.cache
-def _mallopt() -> Callable[[int, int], int] | None:
+def _libc(name: str, *argtypes: type) -> Callable[..., int] | None:
+    """The C library's function ``name``, taking ``argtypes`` and returning an int; None
+    where it has no such function."""
     try:
-        mallopt = ctypes.CDLL(None).mallopt
+        function = getattr(ctypes.CDLL(None), name)
     except AttributeError:
         return None
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    return mallopt
+    function.argtypes = list(argtypes)
+    function.restype = ctypes.c_int
+    return cast(Callable[..., int], function)
